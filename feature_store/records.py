@@ -142,7 +142,8 @@ OnChainMetric = RecordType(
 )
 
 RECORD_TYPES: dict[str, RecordType] = {
-    r.table: r for r in (TradeTick, BookSnapshot, BookUpdate, BookTicker, FundingRate, MarkPrice, OnChainMetric)
+    r.table: r
+    for r in (TradeTick, BookSnapshot, BookUpdate, BookTicker, FundingRate, MarkPrice, OnChainMetric)
 }
 
 
@@ -200,7 +201,9 @@ def _to_arrow(value: object, typ: pa.DataType, n: int) -> pa.Array:
         arr = np.asarray(value)
         if pa.types.is_fixed_size_list(typ):
             if arr.ndim != 2 or arr.shape[1] != typ.list_size:
-                raise ValueError(f"book level column must have shape (rows, {typ.list_size}), got {arr.shape}")
+                raise ValueError(
+                    f"book level column must have shape (rows, {typ.list_size}), got {arr.shape}"
+                )
             flat = pa.array(np.ascontiguousarray(arr, dtype=np.float64).ravel())
             return pa.FixedSizeListArray.from_arrays(flat, typ.list_size)
         if pa.types.is_timestamp(typ) and arr.dtype.kind in "iu":
