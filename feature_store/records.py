@@ -141,9 +141,67 @@ OnChainMetric = RecordType(
     doc="A daily (or coarser) on-chain metric of the symbol's base asset; ts is the period it describes.",
 )
 
+Kline = RecordType(
+    table="klines",
+    schema=_schema(
+        pa.field("interval", pa.string(), nullable=False),  # Binance interval code: 1m, 1h, 1d, ...
+        # The last instant of the bar: its values are known only after it.
+        pa.field("close_ts", TS, nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("quote_volume", pa.float64(), nullable=False),
+        pa.field("trade_count", pa.int64(), nullable=False),
+        pa.field("taker_buy_volume", pa.float64(), nullable=False),
+        pa.field("taker_buy_quote_volume", pa.float64(), nullable=False),
+    ),
+    natural_key=("symbol", "interval", "ts"),
+    doc="An OHLCV bar; ts is the bar's open time, close_ts its last instant (REST klines, bulk klines).",
+)
+
+OpenInterest = RecordType(
+    table="open_interest",
+    schema=_schema(
+        pa.field("open_interest", pa.float64(), nullable=False),  # contracts (base units on USD-M)
+        pa.field("open_interest_value", pa.float64(), nullable=True),  # quote currency
+        # Binance metrics archive only (null elsewhere): long/short account and taker volume ratios.
+        pa.field("top_trader_ls_ratio_count", pa.float64(), nullable=True),
+        pa.field("top_trader_ls_ratio_sum", pa.float64(), nullable=True),
+        pa.field("ls_ratio_count", pa.float64(), nullable=True),
+        pa.field("taker_ls_vol_ratio", pa.float64(), nullable=True),
+    ),
+    natural_key=("symbol", "ts"),
+    doc="Open interest at ts (REST openInterestHist, bulk metrics, Tardis derivative_ticker).",
+)
+
+BookDepth = RecordType(
+    table="book_depth",
+    schema=_schema(
+        # Signed distance from mid in percent: -5..-1 bid side, 1..5 ask side (Binance bookDepth archive).
+        pa.field("percentage", pa.float64(), nullable=False),
+        pa.field("depth", pa.float64(), nullable=False),  # cumulative base quantity within the band
+        pa.field("notional", pa.float64(), nullable=False),  # cumulative quote notional within the band
+    ),
+    natural_key=("symbol", "ts", "percentage"),
+    doc="Cumulative depth within +-N % of mid (Binance bookDepth archive): bands, not price levels.",
+)
+
 RECORD_TYPES: dict[str, RecordType] = {
     r.table: r
-    for r in (TradeTick, BookSnapshot, BookUpdate, BookTicker, FundingRate, MarkPrice, OnChainMetric)
+    for r in (
+        TradeTick,
+        BookSnapshot,
+        BookUpdate,
+        BookTicker,
+        FundingRate,
+        MarkPrice,
+        OnChainMetric,
+        Kline,
+        OpenInterest,
+        BookDepth,
+    )
 }
 
 
