@@ -223,19 +223,20 @@ class Lake:
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
             raise LakeError(f"{table}: input does not match the {table} record schema: {exc}") from None
         rows_in = data.num_rows
+        # Duplicates first: a re-sent copy of an event is a duplicate, not an event out of time order.
+        data, duplicates = _dedupe(rtype, data)
         reasons = validate(rtype, data, allowed_symbols or set(known_symbols()))
         bad_mask = pc.is_valid(reasons)
         bad = data.filter(bad_mask)
         good = data.filter(pc.invert(bad_mask))
-        good, duplicates = _dedupe(rtype, good)
         good = good.sort_by([("symbol", "ascending"), ("date", "ascending"), ("ts", "ascending")])
 
         partitions = sorted(set(zip(data["symbol"].to_pylist(), data["date"].to_pylist(), strict=True)))
         reason_counts: dict[str, int] = {}
         if bad.num_rows:
             bad_reasons = reasons.filter(bad_mask)
-            for value, count in pc.value_counts(bad_reasons).to_pylist():
-                reason_counts[value] = count
+            for item in pc.value_counts(bad_reasons).to_pylist():
+                reason_counts[item["values"]] = item["counts"]
             bad = bad.append_column("reason", bad_reasons).append_column(
                 "quarantined_at",
                 pa.array(np.full(bad.num_rows, time.time_ns() // 1000), pa.int64()).cast(
@@ -333,14 +334,14 @@ def _sql_literal(value: str) -> str:
 
 
 def _dedupe(rtype: RecordType, table: pa.Table) -> tuple[pa.Table, int]:
-    """Keep the last row of each natural key (a later copy of the same event supersedes an earlier one)."""
+    """Keep the first row of each natural key: later copies are re-sends of an event already in its place."""
     if table.num_rows == 0:
         return table, 0
     indexed = table.select(list(rtype.natural_key)).append_column("_row", pa.array(np.arange(table.num_rows)))
-    last = indexed.group_by(list(rtype.natural_key), use_threads=False).aggregate([("_row", "max")])
+    last = indexed.group_by(list(rtype.natural_key), use_threads=False).aggregate([("_row", "min")])
     if last.num_rows == table.num_rows:
         return table, 0
-    keep = np.sort(last["_row_max"].to_numpy())
+    keep = np.sort(last["_row_min"].to_numpy())
     return table.take(pa.array(keep)), table.num_rows - len(keep)
 
 
@@ -404,8 +405,8 @@ def _check_book(table, flag):
     for px, sz in ((bid_px, bid_sz), (ask_px, ask_sz)):
         present = sz > 0
         flag(np.isnan(sz).any(axis=1), "nan")
-        flag(~present[:, 0], "empty_touch")
         flag((sz < 0).any(axis=1), "non_positive_size")
+        flag(~present[:, 0], "empty_touch")
         # Present levels come first; padding (price NaN, size 0) only at the tail.
         flag((~present[:, :-1] & present[:, 1:]).any(axis=1), "gap_in_levels")
         flag((present & ~np.isfinite(px)).any(axis=1), "nan")
