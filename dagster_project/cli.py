@@ -1,0 +1,283 @@
+"""The `scalper` command line. Every command that produces data runs the Dagster assets in-process
+(`dagster.materialize`), so a run from the terminal and a run from the Dagster UI are the same code.
+"""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from loguru import logger
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Risk-aware RL scalper: lake, features, agent."
+)
+ingest_app = typer.Typer(no_args_is_help=True, help="Land market data into the lake's raw Delta tables.")
+lake_app = typer.Typer(no_args_is_help=True, help="Inspect the lake.")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(lake_app, name="lake")
+
+LakeOption = typer.Option(None, "--lake", help="Lake root (path or URI); default $SCALPER_LAKE or ./lake")
+
+
+class CliError(Exception):
+    """Bad input: printed as one line naming the input and the fix, exit code 2."""
+
+
+def main() -> None:
+    logger.remove()
+    logger.add(
+        sys.stderr,
+        level=os.environ.get("SCALPER_LOG_LEVEL", "WARNING"),
+        format="{time:HH:mm:ss} {level} {message}",
+    )
+    try:
+        app()
+    except CliError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise SystemExit(2) from None
+
+
+# -- input parsing (fail before anything is written) --------------------------------------------------------
+def parse_day(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{name} {value!r} is not a date; use YYYY-MM-DD, e.g. 2024-08-08") from None
+
+
+def day_range(start: str, end: str) -> list[str]:
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if last < first:
+        raise CliError(f"--end {end} is before --start {start}; swap them or fix the range")
+    from dagster_project.partitions import FIRST_DAY
+
+    if first < dt.date.fromisoformat(FIRST_DAY):
+        raise CliError(f"--start {start} is before the first partition day {FIRST_DAY}; start on or after it")
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def check_symbol(symbol: str, market: str = "usdm") -> str:
+    from feature_store.instruments import UnknownSymbolError, instrument
+
+    try:
+        return instrument(symbol, market).symbol
+    except UnknownSymbolError as exc:
+        raise CliError(str(exc)) from None
+
+
+def open_lake(root: str | None):
+    from feature_store.lake import Lake, LakeError
+
+    lake = Lake(root)
+    try:
+        lake.ensure_usable()
+    except LakeError as exc:
+        raise CliError(str(exc)) from None
+    return lake
+
+
+def load_config_file(path: Path | None) -> dict:
+    """Source parameters from a YAML or JSON file (keys as in SyntheticConfig)."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise CliError(f"--config {path} is not valid YAML/JSON ({first}); fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CliError(f"--config {path} must hold a mapping of parameter: value, got {type(data).__name__}")
+    return data
+
+
+# -- running the assets ------------------------------------------------------------------------------------
+def dagster_instance():
+    """A persistent instance under $DAGSTER_HOME (default ./.dagster_home), so `scalper ui` shows CLI runs."""
+    import dagster as dg
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
+
+
+def land(lake, source_config: dict, symbol: str, days: list[str]) -> list[dict]:
+    """Materialize the raw assets (and their checks) for each day; returns the day QC counters."""
+    import dagster as dg
+    from tqdm import tqdm
+
+    from dagster_project.assets.ingest import raw_key, raw_market
+    from dagster_project.checks import RAW_CHECKS
+    from dagster_project.partitions import partition_key
+    from dagster_project.resources import LakeResource, MarketSourceResource
+
+    try:
+        source_resource = MarketSourceResource(**source_config)
+        produced = source_resource.get(lake).tables()
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"source configuration is invalid: {str(exc).splitlines()[0]}") from None
+    selection = dg.AssetSelection.assets(*[raw_key(t) for t in produced])
+    instance = dagster_instance()
+    summaries = []
+    for day in tqdm(days, desc=f"landing {symbol}", unit="day", disable=len(days) < 2):
+        result = dg.materialize(
+            [raw_market, *RAW_CHECKS],
+            selection=selection,
+            partition_key=partition_key(symbol, day),
+            resources={"lake": LakeResource(root=lake.root), "market_source": source_resource},
+            instance=instance,
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise CliError(f"landing {symbol} {day} failed: {_first_failure(result)}")
+        failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
+        for check in failed_checks:
+            typer.secho(
+                f"check failed: {check.check_name} {symbol} {day}: {check.description}", fg="yellow", err=True
+            )
+        summaries.append(_read_day_metrics(lake, symbol, day))
+    return summaries
+
+
+def _first_failure(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip().splitlines()[-1]
+    return "see the Dagster run log"
+
+
+def _read_day_metrics(lake, symbol: str, day: str) -> dict:
+    path = Path(lake.root.removeprefix("file://"), "metrics", "ingest", symbol, f"{day}.json")
+    return (
+        json.loads(path.read_text()) if lake.is_local and path.exists() else {"symbol": symbol, "date": day}
+    )
+
+
+def print_qc_summary(lake, summaries: list[dict]) -> None:
+    header = (
+        f"{'date':<11}{'books':>9}{'trades':>9}{'1-tick':>8}{'spread p99':>11}{'L1 depth':>9}"
+        f"{'trades/s':>9}{'lag p50':>8}{'gap rate':>9}{'max gap':>8}{'quar.':>7}"
+    )
+    typer.echo("\nQC summary")
+    typer.echo(header)
+    for s in summaries:
+        quarantined = sum((s.get("quarantined") or {}).values())
+        depth = (s.get("depth_bid_l1_mean") or 0) + (s.get("depth_ask_l1_mean") or 0)
+        typer.echo(
+            f"{s['date']:<11}{s.get('book_rows', 0):>9,}{s.get('trade_rows', 0):>9,}"
+            f"{_fmt(s.get('spread_one_tick_share'), '.1%'):>8}{_fmt(s.get('spread_bps_p99'), '.2f'):>8} bp"
+            f"{_fmt(depth / 2, '.2f'):>9}{_fmt(s.get('trades_per_s_mean'), '.1f'):>9}"
+            f"{_fmt(s.get('book_lag_ms_p50'), '.1f'):>6}ms{_fmt(s.get('book_gap_rate'), '.2%'):>9}"
+            f"{_fmt(s.get('book_max_gap_s'), '.1f'):>7}s{quarantined:>7,}"
+        )
+    typer.echo(f"\nLake:        {lake.root}  (scalper lake ls)")
+    typer.echo(f"QC JSON:     {lake.uri('metrics', 'ingest')}/<symbol>/<date>.json")
+    typer.echo("Dagster UI:  make ui  (runs from this CLI appear there too)")
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+@ingest_app.command("synthetic")
+def ingest_synthetic(
+    symbol: str = typer.Option("BTCUSDT", help="Instrument, e.g. BTCUSDT"),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive), YYYY-MM-DD"),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same market"),
+    signal_strength: float = typer.Option(0.0, help="Planted order-flow edge; 0 = martingale mid, no edge"),
+    config: Path | None = typer.Option(None, help="YAML/JSON file of extra synthetic-market parameters"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Simulate and land a synthetic perpetual market (books, trades, funding, mark price, on-chain)."""
+    days = day_range(start, end)
+    symbol = check_symbol(symbol)
+    if signal_strength < 0:
+        raise CliError(
+            f"--signal-strength {signal_strength} is negative; use 0 (no edge) or a positive value"
+        )
+    extra = load_config_file(config)
+    unknown = set(extra) - {"seed", "signal_strength", "grid_ms", "epoch"}
+    if unknown:
+        raise CliError(
+            f"--config {config}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+            "allowed: seed, signal_strength, grid_ms, epoch"
+        )
+    lake = open_lake(lake_root)
+    source = {
+        "kind": "synthetic",
+        "seed": seed,
+        "signal_strength": signal_strength,
+        "epoch": days[0],
+        **extra,
+    }
+    print_qc_summary(lake, land(lake, source, symbol, days))
+
+
+@lake_app.command("ls")
+def lake_ls(lake_root: str | None = LakeOption) -> None:
+    """Tables, Delta versions, partitions and row counts."""
+    lake = open_lake(lake_root)
+    infos = lake.describe()
+    if not infos:
+        typer.echo(f"{lake.root}: empty lake (land data with `scalper ingest ...` or `scalper demo`)")
+        return
+    for info in infos:
+        typer.echo(f"{info.zone}/{info.table}  version {info.version}  {info.rows:,} rows  {info.uri}")
+        for (symbol, date), rows in info.partitions.items():
+            typer.echo(f"    {symbol:<12} {date}  {rows:>12,}")
+
+
+@app.command()
+def demo(
+    days: int = typer.Option(2, min=1, help="Days of synthetic market to land"),
+    symbol: str = typer.Option("BTCUSDT"),
+    start: str = typer.Option("2024-08-07", help="First demo day"),
+    seed: int = typer.Option(7),
+    signal_strength: float = typer.Option(0.5),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """The main job on the embedded default data: land synthetic days and print where to look."""
+    first = parse_day(start, "--start")
+    end = (first + dt.timedelta(days=days - 1)).isoformat()
+    ingest_synthetic(
+        symbol=symbol,
+        start=start,
+        end=end,
+        seed=seed,
+        signal_strength=signal_strength,
+        config=None,
+        lake_root=lake_root,
+    )
+
+
+@app.command()
+def ui(port: int = typer.Option(3000), lake_root: str | None = LakeOption) -> None:
+    """Start the Dagster UI (dagster dev) on 127.0.0.1 with every asset and its partitions."""
+    dagster_instance()
+    env = dict(os.environ)
+    if lake_root:
+        env["SCALPER_LAKE"] = lake_root
+    exe = Path(sys.executable).with_name("dagster")
+    cmd = [str(exe), "dev", "-m", "dagster_project.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+if __name__ == "__main__":
+    main()
