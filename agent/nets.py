@@ -1,0 +1,273 @@
+"""Networks of the scalping agent: a multi-stream state encoder and a risk-aware branching dueling Q-network.
+
+Shapes (B = batch, T = micro window length):
+  micro [B, T, F_micro]  per-second sequence (book, trades) -> LSTM, last output
+  macro [B, F_macro]     per-minute / per-hour aggregates   -> MLP
+  state [B, F_state]     flat vector: snapshot features, inventory, margin, PnL -> MLP
+The three embeddings are concatenated and fused into one latent [B, latent].
+
+RiskAwareBranchingDQN puts dueling branching heads on that latent (Tavakoli et al. 2018, "Action Branching
+Architectures for Deep Reinforcement Learning"): one state value V(s) shared by all branches and one advantage head
+per action dimension (price offset, size bucket),
+    Q_d(s, a_d) = V(s) + A_d(s, a_d) - mean_a A_d(s, a),
+so that mean_a Q_d(s, a) = V(s) for every branch. With `n_quantiles > 0` every head outputs N quantiles instead of one
+number (QR-DQN, Dabney et al. 2018) and the same aggregation is applied quantile by quantile; the expected Q is the
+mean over quantiles. A risk head predicts the conditional variance of the next-step return (softplus, trained with a
+Gaussian NLL on realized squared returns, see agent/losses.py); the env turns it into a leverage cap.
+
+Forward passes use no data-dependent Python control flow, so torch.jit.trace and ONNX export see one graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Sizes of the three input streams and of the layers that embed them.
+
+    A stream with 0 features is left out of the network (its input tensor is still accepted and ignored).
+    """
+
+    micro_features: int
+    macro_features: int
+    state_features: int
+    lstm_hidden: int = 64
+    lstm_layers: int = 1
+    macro_hidden: int = 64
+    state_hidden: int = 64
+    latent: int = 128
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.micro_features <= 0:
+            raise ValueError(
+                f"micro_features={self.micro_features}: the micro window is the encoder's main input and needs at "
+                "least one feature per step; pass the width of the per-second observation"
+            )
+        for name in ("macro_features", "state_features"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is negative; pass 0 to leave that stream out")
+        for name in ("lstm_hidden", "lstm_layers", "macro_hidden", "state_hidden", "latent"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive layer size")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class BranchingDQNConfig:
+    """Head sizes of RiskAwareBranchingDQN on top of an EncoderConfig.
+
+    n_quantiles: 0 for expected-value heads (plain BDQ); N > 0 for a QR-DQN distributional critic with N quantiles
+    per action per branch.
+    variance_scale: the risk head outputs softplus(raw) * variance_scale + min_variance, so set it to the train-fit
+    variance of the return the head predicts (e.g. the squared one-second return scale); with the default 1.0 the
+    head has to reach tiny raw values by itself, which is slow.
+    """
+
+    encoder: EncoderConfig
+    n_price: int
+    n_size: int
+    trunk_hidden: int = 128
+    head_hidden: int = 64
+    risk_hidden: int = 64
+    n_quantiles: int = 0
+    variance_scale: float = 1.0
+    min_variance: float = 1e-12
+
+    def __post_init__(self) -> None:
+        for name in ("n_price", "n_size"):
+            if getattr(self, name) < 2:
+                raise ValueError(
+                    f"{name}={getattr(self, name)}: a branch needs at least 2 actions to choose from"
+                )
+        for name in ("trunk_hidden", "head_hidden", "risk_hidden"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive layer size")
+        if self.n_quantiles < 0:
+            raise ValueError(
+                f"n_quantiles={self.n_quantiles}: use 0 for expected-value heads or N > 0 quantiles"
+            )
+        if not self.variance_scale > 0:
+            raise ValueError(
+                f"variance_scale={self.variance_scale} must be > 0 (the target return variance scale)"
+            )
+        if not self.min_variance >= 0:
+            raise ValueError(f"min_variance={self.min_variance} must be >= 0")
+
+    @property
+    def distributional(self) -> bool:
+        return self.n_quantiles > 0
+
+    @property
+    def quantiles_per_head(self) -> int:
+        """N of the quantile axis of the outputs: n_quantiles, or 1 (a point mass at Q) for expected-value heads."""
+        return max(self.n_quantiles, 1)
+
+
+class BranchingQ(NamedTuple):
+    """Outputs of RiskAwareBranchingDQN.forward (a plain tuple in that order after tracing / ONNX export)."""
+
+    q_price: Tensor  # [B, n_price] expected action values of the price-offset branch
+    q_size: Tensor  # [B, n_size] expected action values of the size branch
+    variance: Tensor  # [B] predicted conditional variance of the next-step return (> 0)
+    price_quantiles: Tensor  # [B, n_price, N] return quantiles (N = 1: the expected value itself)
+    size_quantiles: Tensor  # [B, n_size, N]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the one asked for, else CUDA when present, else CPU."""
+    if device is not None:
+        resolved = torch.device(device)
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} asked for CUDA but torch sees no GPU; pass device='cpu' or None"
+            )
+        return resolved
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def mlp(in_features: int, hidden: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
+    """Two-layer perceptron: Linear -> ReLU -> (Dropout) -> Linear."""
+    layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(hidden, out_features))
+    return nn.Sequential(*layers)
+
+
+def dueling_branch_q(value: Tensor, advantages: Tensor) -> Tensor:
+    """Dueling aggregation of one branch: Q = V + A - mean_a A.
+
+    value: [B, N] (N quantiles, or 1); advantages: [B, n_actions, N]. Returns [B, n_actions, N].
+    """
+    return value.unsqueeze(1) + advantages - advantages.mean(dim=1, keepdim=True)
+
+
+class MultiStreamStateEncoder(nn.Module):
+    """LSTM over the micro window + MLPs over macro and state features, fused into one latent vector.
+
+    forward(micro [B, T, F_micro], macro [B, F_macro], state [B, F_state]) -> latent [B, latent].
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.micro_lstm = nn.LSTM(
+            input_size=config.micro_features,
+            hidden_size=config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        fused_width = config.lstm_hidden
+        # A stream with no features gets no module; forward checks the attribute, a constant while tracing.
+        self.macro_mlp: nn.Module | None = None
+        if config.macro_features > 0:
+            self.macro_mlp = nn.Sequential(
+                mlp(config.macro_features, config.macro_hidden, config.macro_hidden, config.dropout),
+                nn.ReLU(),
+            )
+            fused_width += config.macro_hidden
+        self.state_mlp: nn.Module | None = None
+        if config.state_features > 0:
+            self.state_mlp = nn.Sequential(
+                mlp(config.state_features, config.state_hidden, config.state_hidden, config.dropout),
+                nn.ReLU(),
+            )
+            fused_width += config.state_hidden
+        # LayerNorm keeps the fused scale stable while the three streams learn at different speeds.
+        self.fuse = nn.Sequential(
+            nn.Linear(fused_width, config.latent), nn.LayerNorm(config.latent), nn.ReLU()
+        )
+
+    def check_inputs(self, micro: Tensor, macro: Tensor, state: Tensor) -> None:
+        """Raise a ValueError naming the tensor whose shape does not match the config."""
+        cfg = self.config
+        expected = {
+            "micro": (micro, 3, cfg.micro_features, "[batch, window, micro_features]"),
+            "macro": (macro, 2, cfg.macro_features, "[batch, macro_features]"),
+            "state": (state, 2, cfg.state_features, "[batch, state_features]"),
+        }
+        for name, (tensor, ndim, width, layout) in expected.items():
+            if tensor.dim() != ndim or tensor.shape[-1] != width:
+                raise ValueError(
+                    f"{name} has shape {tuple(tensor.shape)}, expected {layout} with {name}_features={width} as "
+                    "in EncoderConfig; build the observation with the same feature lists the net was made for"
+                )
+        if micro.shape[1] == 0:
+            raise ValueError("micro has an empty time axis; the micro window needs at least one step")
+        if not (micro.shape[0] == macro.shape[0] == state.shape[0]):
+            raise ValueError(
+                f"batch sizes differ: micro {micro.shape[0]}, macro {macro.shape[0]}, state {state.shape[0]}"
+            )
+
+    def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> Tensor:
+        if not torch.jit.is_tracing():
+            self.check_inputs(micro, macro, state)
+        sequence_out, _ = self.micro_lstm(micro)
+        parts = [sequence_out[:, -1]]
+        if self.macro_mlp is not None:
+            parts.append(self.macro_mlp(macro))
+        if self.state_mlp is not None:
+            parts.append(self.state_mlp(state))
+        return self.fuse(torch.cat(parts, dim=-1))
+
+
+class RiskAwareBranchingDQN(nn.Module):
+    """Shared encoder + trunk -> dueling branching Q heads (price offset, size) and a variance (risk) head.
+
+    forward(micro, macro, state) -> BranchingQ (shapes in its definition). `device` None picks CUDA when present.
+    """
+
+    def __init__(self, config: BranchingDQNConfig, device: str | torch.device | None = None) -> None:
+        super().__init__()
+        self.config = config
+        n_per_head = config.quantiles_per_head
+        self.encoder = MultiStreamStateEncoder(config.encoder)
+        latent = config.encoder.latent
+        self.trunk = nn.Sequential(nn.Linear(latent, config.trunk_hidden), nn.ReLU())
+        self.value_head = mlp(config.trunk_hidden, config.head_hidden, n_per_head)
+        self.price_advantage = mlp(config.trunk_hidden, config.head_hidden, config.n_price * n_per_head)
+        self.size_advantage = mlp(config.trunk_hidden, config.head_hidden, config.n_size * n_per_head)
+        # The risk head reads the encoder latent, not the Q trunk: variance is a property of the market state.
+        self.risk_head = mlp(latent, config.risk_hidden, 1)
+        self.register_buffer("variance_scale", torch.tensor(float(config.variance_scale)))
+        self.register_buffer("min_variance", torch.tensor(float(config.min_variance)))
+        self.to(resolve_device(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.variance_scale.device
+
+    def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> BranchingQ:
+        latent = self.encoder(micro, macro, state)
+        hidden = self.trunk(latent)
+        n_per_head = self.config.quantiles_per_head
+        value = self.value_head(hidden)  # [B, N]
+        price_adv = self.price_advantage(hidden).view(-1, self.config.n_price, n_per_head)
+        size_adv = self.size_advantage(hidden).view(-1, self.config.n_size, n_per_head)
+        price_quantiles = dueling_branch_q(value, price_adv)
+        size_quantiles = dueling_branch_q(value, size_adv)
+        raw_risk = self.risk_head(latent).squeeze(-1)
+        variance = F.softplus(raw_risk) * self.variance_scale + self.min_variance
+        return BranchingQ(
+            q_price=price_quantiles.mean(dim=-1),
+            q_size=size_quantiles.mean(dim=-1),
+            variance=variance,
+            price_quantiles=price_quantiles,
+            size_quantiles=size_quantiles,
+        )
+
+    @torch.no_grad()
+    def greedy_actions(self, micro: Tensor, macro: Tensor, state: Tensor) -> Tensor:
+        """Argmax action per branch: [B, 2] int64, columns (price offset index, size bucket index)."""
+        out = self(micro, macro, state)
+        return torch.stack([out.q_price.argmax(dim=-1), out.q_size.argmax(dim=-1)], dim=-1)

@@ -1,0 +1,219 @@
+"""Tests of agent/nets.py: dueling branching aggregation, shapes, input errors, risk head learning, tracing, ONNX."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from agent.losses import gaussian_variance_nll
+from agent.nets import (
+    BranchingDQNConfig,
+    EncoderConfig,
+    MultiStreamStateEncoder,
+    RiskAwareBranchingDQN,
+    dueling_branch_q,
+    resolve_device,
+)
+
+torch.set_num_threads(1)
+
+
+def small_config(n_quantiles: int = 0, macro_features: int = 5, **encoder_kwargs) -> BranchingDQNConfig:
+    encoder = EncoderConfig(
+        micro_features=6,
+        macro_features=macro_features,
+        state_features=7,
+        lstm_hidden=16,
+        macro_hidden=12,
+        state_hidden=12,
+        latent=24,
+        **encoder_kwargs,
+    )
+    return BranchingDQNConfig(
+        encoder=encoder,
+        n_price=5,
+        n_size=3,
+        trunk_hidden=32,
+        head_hidden=16,
+        risk_hidden=16,
+        n_quantiles=n_quantiles,
+    )
+
+
+def random_inputs(config: BranchingDQNConfig, batch: int, window: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    enc = config.encoder
+    return (
+        torch.randn(batch, window, enc.micro_features, generator=generator),
+        torch.randn(batch, enc.macro_features, generator=generator),
+        torch.randn(batch, enc.state_features, generator=generator),
+    )
+
+
+def test_dueling_aggregation_matches_hand_computation():
+    value = torch.tensor([[1.0, 10.0]])  # B=1, N=2 quantiles
+    advantages = torch.tensor([[[1.0, 0.0], [2.0, 3.0], [6.0, 6.0]]])  # [1, 3 actions, 2]
+    # per quantile: mean_a A = (3, 3); Q = V + A - 3
+    expected = torch.tensor([[[-1.0, 7.0], [0.0, 10.0], [4.0, 13.0]]])
+    torch.testing.assert_close(dueling_branch_q(value, advantages), expected)
+
+
+@pytest.mark.parametrize("n_quantiles", [0, 8])
+def test_branches_share_one_state_value(n_quantiles):
+    torch.manual_seed(1)
+    config = small_config(n_quantiles)
+    net = RiskAwareBranchingDQN(config, device="cpu")
+    micro, macro, state = random_inputs(config, batch=6, window=9)
+    out = net(micro, macro, state)
+    n = config.quantiles_per_head
+    assert out.q_price.shape == (6, 5) and out.q_size.shape == (6, 3) and out.variance.shape == (6,)
+    assert out.price_quantiles.shape == (6, 5, n) and out.size_quantiles.shape == (6, 3, n)
+    # The value head's output, computed independently of the aggregation code.
+    value = net.value_head(net.trunk(net.encoder(micro, macro, state)))  # [B, N]
+    # mean over actions of every branch's Q (per quantile) is V(s): the dueling identifiability constraint.
+    torch.testing.assert_close(out.price_quantiles.mean(dim=1), value)
+    torch.testing.assert_close(out.size_quantiles.mean(dim=1), value)
+    torch.testing.assert_close(out.q_price, out.price_quantiles.mean(dim=-1))
+    # Q differences between actions of a branch are advantage differences: V cancels.
+    price_adv = net.price_advantage(net.trunk(net.encoder(micro, macro, state))).view(6, 5, n)
+    torch.testing.assert_close(
+        out.price_quantiles[:, 1:] - out.price_quantiles[:, :1], price_adv[:, 1:] - price_adv[:, :1]
+    )
+    assert (out.variance > 0).all()
+
+
+def test_greedy_actions_are_argmax_per_branch():
+    torch.manual_seed(2)
+    config = small_config()
+    net = RiskAwareBranchingDQN(config, device="cpu")
+    inputs = random_inputs(config, batch=10, window=4)
+    actions = net.greedy_actions(*inputs)
+    out = net(*inputs)
+    assert actions.shape == (10, 2) and actions.dtype == torch.int64
+    torch.testing.assert_close(actions[:, 0], out.q_price.argmax(-1))
+    torch.testing.assert_close(actions[:, 1], out.q_size.argmax(-1))
+
+
+def test_stream_without_features_is_left_out():
+    config = small_config(macro_features=0)
+    net = RiskAwareBranchingDQN(config, device="cpu")
+    assert net.encoder.macro_mlp is None
+    micro, _, state = random_inputs(config, batch=3, window=5)
+    out = net(micro, torch.zeros(3, 0), state)
+    assert out.q_price.shape == (3, 5)
+
+
+def test_shape_errors_name_the_input():
+    config = small_config()
+    encoder = MultiStreamStateEncoder(config.encoder)
+    micro, macro, state = random_inputs(config, batch=3, window=5)
+    with pytest.raises(ValueError, match="micro has shape"):
+        encoder(micro[:, :, :4], macro, state)
+    with pytest.raises(ValueError, match="state has shape"):
+        encoder(micro, macro, state[0])
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        encoder(micro, macro[:2], state)
+    with pytest.raises(ValueError, match="n_price"):
+        BranchingDQNConfig(encoder=config.encoder, n_price=1, n_size=3)
+    with pytest.raises(ValueError, match="micro_features"):
+        EncoderConfig(micro_features=0, macro_features=1, state_features=1)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == expected
+    net = RiskAwareBranchingDQN(small_config(), device=None)
+    assert next(net.parameters()).device.type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("n_quantiles", [0, 4])
+def test_trace_matches_eager_on_other_batch_and_window(n_quantiles):
+    torch.manual_seed(3)
+    config = small_config(n_quantiles)
+    net = RiskAwareBranchingDQN(config, device="cpu").eval()
+    with warnings.catch_warnings():
+        # torch's own LSTM input checks and the deprecation notice of torch.jit.trace; neither changes the graph.
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, random_inputs(config, batch=4, window=10))
+    inputs = random_inputs(config, batch=7, window=16, seed=5)
+    eager = net(*inputs)
+    traced_out = traced(*inputs)
+    assert len(traced_out) == len(eager)
+    for got, want in zip(traced_out, eager, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_risk_head_learns_heteroscedastic_variance():
+    """Returns whose variance depends on one state feature: the predicted variance must track the true one."""
+    torch.manual_seed(4)
+    rng = np.random.default_rng(4)
+    encoder = EncoderConfig(
+        micro_features=2, macro_features=0, state_features=2, lstm_hidden=8, state_hidden=16, latent=16
+    )
+    # Returns in one-second units (~1e-3): variance_scale tells the head the scale, as train.py will.
+    scale = 1e-6
+    net = RiskAwareBranchingDQN(
+        BranchingDQNConfig(encoder=encoder, n_price=2, n_size=2, risk_hidden=32, variance_scale=scale),
+        device="cpu",
+    )
+
+    def draw(n: int):
+        x = rng.uniform(-1.0, 1.0, size=n)
+        true_var = scale * (0.05 + 2.0 * x**2)
+        ret = rng.normal(0.0, np.sqrt(true_var))
+        state = np.stack([x, rng.normal(size=n)], axis=1)  # second column is noise
+        micro = rng.normal(size=(n, 3, 2))  # noise window: the variance lives in the state stream only
+        to = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        return to(micro), torch.zeros(n, 0), to(state), to(ret), true_var
+
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(300):
+        micro, macro, state, ret, _ = draw(512)
+        loss = gaussian_variance_nll(net(micro, macro, state).variance, ret)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    micro, macro, state, _, true_var = draw(4000)
+    with torch.no_grad():
+        predicted = net(micro, macro, state).variance.double().numpy()
+    correlation = np.corrcoef(predicted, true_var)[0, 1]
+    assert correlation > 0.9, f"predicted/true variance correlation {correlation:.3f}"
+    ratio = np.median(predicted / true_var)
+    assert 0.6 < ratio < 1.6, f"predicted variance is off scale: median ratio {ratio:.2f}"
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(6)
+    config = small_config(n_quantiles=3)
+    net = RiskAwareBranchingDQN(config, device="cpu").eval()
+    path = tmp_path / "bdq.onnx"
+    batch, window = torch.export.Dim("batch", min=1), torch.export.Dim("window", min=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            random_inputs(config, batch=4, window=10),
+            str(path),
+            input_names=["micro", "macro", "state"],
+            dynamic_shapes=({0: batch, 1: window}, {0: batch}, {0: batch}),
+            dynamo=True,
+            verbose=False,
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = random_inputs(config, batch=5, window=12, seed=9)
+    got = session.run(
+        None, {name: t.numpy() for name, t in zip(["micro", "macro", "state"], inputs, strict=True)}
+    )
+    with torch.no_grad():
+        want = net(*inputs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
