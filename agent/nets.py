@@ -15,7 +15,8 @@ number (QR-DQN, Dabney et al. 2018) and the same aggregation is applied quantile
 mean over quantiles. A risk head predicts the conditional variance of the next-step return (softplus, trained with a
 Gaussian NLL on realized squared returns, see agent/losses.py); the env turns it into a leverage cap.
 
-Forward passes use no data-dependent Python control flow, so torch.jit.trace and ONNX export see one graph.
+Forward passes use no data-dependent Python control flow: torch.jit.trace, torch.jit.script and ONNX export (dynamo)
+all reproduce the eager outputs (tests/test_nets.py checks each).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class MultiStreamStateEncoder(nn.Module):
             nn.Linear(fused_width, config.latent), nn.LayerNorm(config.latent), nn.ReLU()
         )
 
+    @torch.jit.unused
     def check_inputs(self, micro: Tensor, macro: Tensor, state: Tensor) -> None:
         """Raise a ValueError naming the tensor whose shape does not match the config."""
         cfg = self.config
@@ -210,7 +212,8 @@ class MultiStreamStateEncoder(nn.Module):
             )
 
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> Tensor:
-        if not torch.jit.is_tracing():
+        # Shape checks in Python only: traced and scripted graphs must not carry data-dependent branches.
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self.check_inputs(micro, macro, state)
         sequence_out, _ = self.micro_lstm(micro)
         parts = [sequence_out[:, -1]]
@@ -230,6 +233,10 @@ class RiskAwareBranchingDQN(nn.Module):
     def __init__(self, config: BranchingDQNConfig, device: str | torch.device | None = None) -> None:
         super().__init__()
         self.config = config
+        # Plain ints for forward: TorchScript cannot read the config dataclass.
+        self.n_price = config.n_price
+        self.n_size = config.n_size
+        self.n_per_head = config.quantiles_per_head
         n_per_head = config.quantiles_per_head
         self.encoder = MultiStreamStateEncoder(config.encoder)
         latent = config.encoder.latent
@@ -250,10 +257,9 @@ class RiskAwareBranchingDQN(nn.Module):
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> BranchingQ:
         latent = self.encoder(micro, macro, state)
         hidden = self.trunk(latent)
-        n_per_head = self.config.quantiles_per_head
         value = self.value_head(hidden)  # [B, N]
-        price_adv = self.price_advantage(hidden).view(-1, self.config.n_price, n_per_head)
-        size_adv = self.size_advantage(hidden).view(-1, self.config.n_size, n_per_head)
+        price_adv = self.price_advantage(hidden).view(-1, self.n_price, self.n_per_head)
+        size_adv = self.size_advantage(hidden).view(-1, self.n_size, self.n_per_head)
         price_quantiles = dueling_branch_q(value, price_adv)
         size_quantiles = dueling_branch_q(value, size_adv)
         raw_risk = self.risk_head(latent).squeeze(-1)

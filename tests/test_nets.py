@@ -1,7 +1,9 @@
-"""Tests of agent/nets.py: dueling branching aggregation, shapes, input errors, risk head learning, tracing, ONNX."""
+"""Tests of agent/nets.py: dueling branching aggregation, shapes, input errors, risk head learning, tracing,
+scripting and ONNX export."""
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -147,6 +149,24 @@ def test_trace_matches_eager_on_other_batch_and_window(n_quantiles):
     traced_out = traced(*inputs)
     assert len(traced_out) == len(eager)
     for got, want in zip(traced_out, eager, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("n_quantiles", "macro_features"), [(0, 5), (4, 0)])
+def test_script_save_load_matches_eager(n_quantiles, macro_features):
+    torch.manual_seed(7)
+    config = small_config(n_quantiles, macro_features=macro_features)
+    net = RiskAwareBranchingDQN(config, device="cpu").eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notice of torch.jit
+        torch.jit.save(torch.jit.script(net), buffer)
+        buffer.seek(0)
+        loaded = torch.jit.load(buffer)
+    inputs = random_inputs(config, batch=5, window=11, seed=8)
+    eager, scripted = net(*inputs), loaded(*inputs)
+    assert scripted._fields == eager._fields  # the named outputs survive scripting
+    for got, want in zip(scripted, eager, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
