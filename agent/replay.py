@@ -25,6 +25,7 @@ of its first step (e.g. the realized next-step return the risk head learns from)
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ class SumTree:
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
         """Set leaves[indices] = values (the last value wins for a repeated index) and refresh their ancestors."""
         indices = np.asarray(indices, dtype=np.int64).ravel()
+        if indices.size == 1:  # the insertion path: a scalar walk up is cheaper than array bookkeeping
+            self._update_one(int(indices[0]), float(np.asarray(values, dtype=np.float64).ravel()[0]))
+            return
         values = np.broadcast_to(np.asarray(values, dtype=np.float64), indices.shape)
         if indices.size == 0:
             return
@@ -132,10 +136,26 @@ class SumTree:
         unique, first_in_reversed = np.unique(indices[::-1], return_index=True)
         positions = unique + self._leaf_base
         self._nodes[positions] = values[::-1][first_in_reversed]
-        parents = np.unique(positions >> 1)
+        # Repeated parents are fine: every copy writes the same sum of the same (already final) children.
+        parents = positions >> 1
         for _ in range(self._depth):
             self._nodes[parents] = self._nodes[2 * parents] + self._nodes[2 * parents + 1]
-            parents = np.unique(parents >> 1)
+            parents >>= 1
+
+    def _update_one(self, index: int, value: float) -> None:
+        if not 0 <= index < self.capacity:
+            raise IndexError(f"leaf index {index} must lie in [0, {self.capacity})")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"sum-tree value {value} must be finite and >= 0; check the priorities (NaN TD errors?)"
+            )
+        nodes = self._nodes
+        node = index + self._leaf_base
+        nodes[node] = value
+        node >>= 1
+        while node >= 1:
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+            node >>= 1
 
     def find_prefix_sum(self, targets: np.ndarray) -> np.ndarray:
         """For each target t in [0, total), the leaf i with cumsum(leaves)[i-1] <= t < cumsum(leaves)[i].
