@@ -282,8 +282,10 @@ class ReplayBatch:
     """A sampled batch. B = batch size, D = action branches.
 
     obs / next_obs: name -> [B, *shape]; actions [B, D] int64; rewards [B] n-step discounted returns;
-    bootstrap_discount [B] (gamma^k, 0 after a terminal state); n_steps [B]; regimes [B]; extras: name -> [B, *shape];
-    weights [B] importance weights in (0, 1]; indices, serials [B]: pass both back to update_priorities.
+    bootstrap_discount [B] (gamma^k, 0 after a terminal state); n_steps [B] steps summed; terminated [B] bool;
+    regimes [B]; extras: name -> [B, *shape]; weights [B] importance weights in (0, 1]; probabilities [B] per-draw
+    sampling probabilities P(i); indices, serials [B]: pass both back to update_priorities.
+    The TD target is rewards + bootstrap_discount * V(next_obs) (see agent/losses.py).
     """
 
     obs: dict[str, np.ndarray]
