@@ -1,0 +1,57 @@
+{#- Day partitions as vars: every incremental model (re)builds the days [start_date, end_date] (UTC, inclusive).
+    Times are handled as epoch microseconds (BIGINT) so no session time zone can shift a boundary. -#}
+
+{% macro day_start_us(day) -%}
+  epoch_us(TIMESTAMP '{{ day }} 00:00:00')
+{%- endmacro %}
+
+{% macro range_start_us() -%}
+  {{ day_start_us(var('start_date')) }}
+{%- endmacro %}
+
+{#- exclusive end: midnight after end_date -#}
+{% macro range_end_us() -%}
+  ({{ day_start_us(var('end_date')) }} + 86400000000)
+{%- endmacro %}
+
+{% macro warmup_us() -%}
+  {{ (var('warmup_s') | int) * 1000000 }}
+{%- endmacro %}
+
+{#- Partition filter on the raw `date` column (pruned by the Delta scan): the range plus `days_before` warm-up days
+    and `days_after` look-ahead days. -#}
+{% macro raw_date_filter(days_before=0, days_after=0) -%}
+  date BETWEEN strftime(DATE '{{ var("start_date") }}' - INTERVAL {{ days_before }} DAY, '%Y-%m-%d')
+           AND strftime(DATE '{{ var("end_date") }}' + INTERVAL {{ days_after }} DAY, '%Y-%m-%d')
+{%- endmacro %}
+
+{#- pre_hook of the incremental models: delete what this run rebuilds, so a re-run replaces instead of duplicating. -#}
+{% macro delete_range(column, lower, upper) -%}
+  {% if is_incremental() %}
+    DELETE FROM {{ this }} WHERE {{ column }} >= {{ lower }} AND {{ column }} < {{ upper }}
+  {% else %}
+    SELECT 1
+  {% endif %}
+{%- endmacro %}
+
+{% macro train_start_us() -%}
+  {{ day_start_us(var('train_start')) }}
+{%- endmacro %}
+
+{% macro train_end_us() -%}
+  ({{ day_start_us(var('train_end')) }} + 86400000000)
+{%- endmacro %}
+
+{#- A window (t - W, t] over epoch microseconds: the frame clause of every rolling statistic. -#}
+{% macro trailing(seconds) -%}
+  RANGE BETWEEN {{ (seconds * 1000000) | int - 1 }} PRECEDING AND CURRENT ROW
+{%- endmacro %}
+
+{#- pre_hook of day-keyed incremental models: delete the days this run rebuilds. -#}
+{% macro delete_days() -%}
+  {% if is_incremental() %}
+    DELETE FROM {{ this }} WHERE date BETWEEN '{{ var("start_date") }}' AND '{{ var("end_date") }}'
+  {% else %}
+    SELECT 1
+  {% endif %}
+{%- endmacro %}

@@ -1,0 +1,94 @@
+{{ config(
+    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
+    on_schema_change='fail',
+) }}
+-- The published feature table the agent reads (through feature_store.snapshots): one row per book snapshot,
+-- every feature causal (built only from data at or before ts).  Train-fit steps applied here: micro-price
+-- g-table, integrated-OFI weights, outlier clip bounds and regime thresholds, all fit on the train split
+-- (vars train_start / train_end, recorded in train_window).  Funding and on-chain values join as of ts
+-- (on-chain as of available_at, never the period they describe).
+{%- set FW = flow_window() %}
+{%- set M = ofi_levels() %}
+{%- set NI = var('microprice_imbalance_buckets') | int %}
+{%- set NS = var('microprice_spread_buckets') | int %}
+WITH f AS (
+    SELECT f.*, i.tick_size
+    FROM {{ ref('int_book_features') }} AS f
+    JOIN {{ ref('instruments') }} AS i USING (symbol, market)
+    WHERE f.ts_us >= {{ range_start_us() }} AND f.ts_us < {{ range_end_us() }}
+),
+onchain AS (
+    SELECT symbol, metric, available_at_us, arg_max(value, ts) AS value
+    FROM {{ ref('stg_onchain_metrics') }}
+    GROUP BY ALL
+),
+joined AS (
+    SELECT
+        f.*,
+        g.g_ticks,
+        fr.rate AS funding_rate_last,
+        (coalesce(mk.next_funding_ts_us, fr.ts_us + (fr.interval_hours * 3600e6)::BIGINT) - f.ts_us) / 1e6
+            AS funding_time_to_next_s,
+        mk.est_funding_rate AS funding_rate_predicted,
+        (mk.mark_price - mk.index_price) / mk.index_price * 1e4 AS mark_premium_bps,
+        {%- for m in var('onchain_metrics') %}
+        oc_{{ m }}.value AS onchain_{{ m }},
+        {%- endfor %}
+    FROM f
+    LEFT JOIN {{ ref('norm_microprice_g') }} AS g
+        ON g.symbol = f.symbol
+       AND g.imb_bucket = least(floor(f.imbalance_ratio * {{ NI }}), {{ NI - 1 }})::INTEGER
+       AND g.spread_bucket = least(greatest(round(f.spread_ticks), 1), {{ NS }})::INTEGER
+    ASOF LEFT JOIN {{ ref('stg_funding_rates') }} AS fr ON fr.symbol = f.symbol AND f.ts_us >= fr.ts_us
+    ASOF LEFT JOIN {{ ref('stg_mark_prices') }} AS mk ON mk.symbol = f.symbol AND f.ts_us >= mk.ts_us
+    {%- for m in var('onchain_metrics') %}
+    ASOF LEFT JOIN (SELECT * FROM onchain WHERE metric = '{{ m }}') AS oc_{{ m }}
+        ON oc_{{ m }}.symbol = f.symbol AND f.ts_us >= oc_{{ m }}.available_at_us
+    {%- endfor %}
+)
+SELECT
+    j.symbol,
+    j.market,
+    j.date,
+    j.ts,
+    j.ts_us,
+    j.is_warmup,
+    '{{ var("train_start") }}..{{ var("train_end") }}' AS train_window,
+    CASE
+        WHEN coalesce(j.regime_trend / nullif(j.regime_rvol, 0), 0.0) > rt.trend_threshold THEN 'bull'
+        WHEN coalesce(j.regime_trend / nullif(j.regime_rvol, 0), 0.0) < -rt.trend_threshold THEN 'bear'
+        ELSE 'range'
+    END AS regime,
+    CASE WHEN j.regime_rvol > rt.vol_threshold THEN 'high' ELSE 'low' END AS vol_regime,
+    coalesce(j.regime_trend / nullif(j.regime_rvol, 0), 0.0) AS regime_score,
+    j.mid,
+    j.weighted_mid,
+    j.mid + coalesce(j.g_ticks, 0.0) * j.tick_size AS micro_price,
+    (j.weighted_mid - j.mid) / j.mid * 1e4 AS weighted_mid_offset_bps,
+    coalesce(j.g_ticks, 0.0) * j.tick_size / j.mid * 1e4 AS microprice_offset_bps,
+    {%- for k in [1, 3, 5, 10] %}
+    j.imbalance_l{{ k }},
+    {%- endfor %}
+    {%- for c in clipped_features() %}
+    least(greatest(j.{{ c }}, coalesce(b.{{ c }}__lo, j.{{ c }})), coalesce(b.{{ c }}__hi, j.{{ c }})) AS {{ c }},
+    {%- endfor %}
+    (
+        {%- for m in range(1, M + 1) %}
+        w.w_l{{ m }} * least(greatest(j.ofi_l{{ m }}_{{ FW }}s_norm, coalesce(b.ofi_l{{ m }}_{{ FW }}s_norm__lo, j.ofi_l{{ m }}_{{ FW }}s_norm)), coalesce(b.ofi_l{{ m }}_{{ FW }}s_norm__hi, j.ofi_l{{ m }}_{{ FW }}s_norm)){{ ' +' if not loop.last }}
+        {%- endfor %}
+    ) AS ofi_integrated_{{ FW }}s,
+    {%- for s in tfi_windows() %}
+    j.tfi_{{ s }}s,
+    {%- endfor %}
+    j.funding_rate_last,
+    j.funding_time_to_next_s,
+    j.funding_rate_predicted,
+    j.mark_premium_bps,
+    {%- for m in var('onchain_metrics') %}
+    j.onchain_{{ m }},
+    {%- endfor %}
+    j.log_ret
+FROM joined AS j
+LEFT JOIN {{ ref('norm_clip_bounds') }} AS b ON b.symbol = j.symbol
+LEFT JOIN {{ ref('norm_ofi_weights') }} AS w ON w.symbol = j.symbol
+LEFT JOIN {{ ref('regime_thresholds') }} AS rt ON rt.symbol = j.symbol

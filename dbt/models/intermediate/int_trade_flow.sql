@@ -1,0 +1,50 @@
+{{ config(
+    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - ' ~ warmup_us(), range_end_us()) }}",
+) }}
+-- Trades aligned as-of to the book grid: a trade at time u belongs to the first book snapshot at or after u
+-- (the book it is visible in), so the aggregates of the row at t cover trades in (t_prev, t].  "At best" means
+-- executed exactly at the best price of the book the trade hit (the last book strictly before it), i.e. the
+-- volume that consumed the displayed best queue.
+WITH books AS (
+    SELECT
+        symbol,
+        ts_us,
+        bid_px_1,
+        ask_px_1,
+        lead(ts_us) OVER (PARTITION BY symbol ORDER BY ts_us) AS next_ts_us
+    FROM {{ ref('stg_book_snapshots') }}
+    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+),
+trades AS (
+    SELECT symbol, ts_us, recv_ts_us, price, qty, side
+    FROM {{ ref('stg_trades') }}
+    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+),
+matched AS (
+    SELECT
+        t.symbol,
+        b.next_ts_us AS ts_us,
+        t.ts_us AS trade_ts_us,
+        t.recv_ts_us,
+        t.price,
+        t.qty,
+        t.side,
+        b.bid_px_1,
+        b.ask_px_1
+    FROM trades AS t
+    ASOF JOIN books AS b ON t.symbol = b.symbol AND t.ts_us > b.ts_us
+)
+SELECT
+    symbol,
+    ts_us,
+    count(*) AS n_trades,
+    coalesce(sum(qty) FILTER (WHERE side = 1), 0.0) AS buy_qty,
+    coalesce(sum(qty) FILTER (WHERE side = -1), 0.0) AS sell_qty,
+    coalesce(sum(qty) FILTER (WHERE side = 1 AND price = ask_px_1), 0.0) AS buy_qty_at_ask,
+    coalesce(sum(qty) FILTER (WHERE side = -1 AND price = bid_px_1), 0.0) AS sell_qty_at_bid,
+    sum(price * qty) AS notional,
+    max(trade_ts_us) AS last_trade_ts_us,
+    avg(recv_ts_us - trade_ts_us) AS mean_recv_lag_us
+FROM matched
+WHERE ts_us IS NOT NULL
+GROUP BY symbol, ts_us

@@ -1,0 +1,103 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_days() }}",
+) }}
+-- Daily QC metrics per symbol for the dashboards and the QC tests: timestamp continuity (gaps over 1.5 grid
+-- steps: rate and longest), crossed / locked books, books and trades dropped by staging, clip activity, spread
+-- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
+-- best correlates with the mid's log return, and that correlation (trades printed on time lead the mid by 0).
+{%- set grid_us = (var('grid_ms') | int) * 1000 %}
+WITH book AS (
+    SELECT symbol, date, ts_us, is_crossed, is_locked, bid_sz_1, ask_sz_1,
+           ts_us - lag(ts_us) OVER (PARTITION BY symbol ORDER BY ts_us) AS step_us
+    FROM {{ ref('stg_book_snapshots') }}
+    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+),
+book_daily AS (
+    SELECT
+        symbol,
+        date,
+        count(*) AS book_rows,
+        count(*) FILTER (WHERE step_us > {{ grid_us * 1.5 }}) / count(*) AS gap_rate,
+        coalesce(max(step_us), 0) / 1e6 AS max_gap_s,
+        avg(is_crossed::INTEGER) AS crossed_rate,
+        avg(is_locked::INTEGER) AS locked_rate,
+        min(least(bid_sz_1, ask_sz_1)) AS min_touch_size
+    FROM book
+    GROUP BY ALL
+),
+raw_books AS (
+    SELECT symbol, date, count(*) AS raw_book_rows
+    FROM {{ source('raw', 'book_snapshots') }}
+    WHERE {{ raw_date_filter() }}
+    GROUP BY ALL
+),
+trades AS (
+    SELECT symbol, date, count(*) AS trade_rows, avg(recv_ts_us - ts_us) / 1e6 AS mean_trade_recv_lag_s
+    FROM {{ ref('stg_trades') }}
+    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+    GROUP BY ALL
+),
+flow AS (
+    SELECT
+        symbol,
+        date,
+        net_taker_qty,
+        {%- for k in range(-10, 11) %}
+        {{ 'lead' if k > 0 else 'lag' }}(log_ret, {{ k | abs }}) OVER w AS ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM {{ ref('int_book_features') }}
+    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+    WINDOW w AS (PARTITION BY symbol ORDER BY ts_us)
+),
+sync_long AS (
+    SELECT symbol, date, lag_rows, corr(net_taker_qty, ret) AS c
+    FROM (
+        {%- for k in range(-10, 11) %}
+        SELECT symbol, date, {{ k }} AS lag_rows, net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }} AS ret FROM flow
+        {{ 'UNION ALL' if not loop.last }}
+        {%- endfor %}
+    )
+    GROUP BY ALL
+),
+sync AS (
+    SELECT symbol, date, arg_max(lag_rows, coalesce(c, -2)) AS best_lag_rows, max(c) AS best_corr
+    FROM sync_long
+    GROUP BY ALL
+),
+spreads AS (
+    SELECT
+        symbol,
+        date,
+        quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
+        quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
+        avg(rvol_60s) AS rvol_60s_mean,
+        avg(is_warmup::INTEGER) AS warmup_rate
+    FROM {{ ref('fct_features') }}
+    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+    GROUP BY ALL
+)
+SELECT
+    b.symbol,
+    b.date,
+    b.book_rows,
+    coalesce(r.raw_book_rows, 0) - b.book_rows AS books_dropped,
+    b.gap_rate,
+    b.max_gap_s,
+    b.crossed_rate,
+    b.locked_rate,
+    b.min_touch_size,
+    coalesce(t.trade_rows, 0) AS trade_rows,
+    t.mean_trade_recv_lag_s,
+    s.best_lag_rows * {{ var('grid_ms') | int }} / 1000.0 AS sync_best_lag_s,
+    s.best_corr AS sync_best_corr,
+    sp.spread_bps_p50,
+    sp.spread_bps_p99,
+    sp.rvol_60s_mean,
+    sp.warmup_rate
+FROM book_daily AS b
+LEFT JOIN raw_books AS r USING (symbol, date)
+LEFT JOIN trades AS t USING (symbol, date)
+LEFT JOIN sync AS s USING (symbol, date)
+LEFT JOIN spreads AS sp USING (symbol, date)

@@ -1,0 +1,27 @@
+"""Daily metrics JSON for the dashboards: one file per day at <lake>/features/metrics/<day>.json holding the
+metrics_daily rows of every symbol that day (rebuilt days are rewritten)."""
+
+import json
+import os
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    start, end = dbt.config.get("start_date"), dbt.config.get("end_date")
+    lake = os.environ.get("SCALPER_LAKE", "lake")
+    metrics = dbt.ref("metrics_daily").filter(f"date BETWEEN '{start}' AND '{end}'").order("date, symbol")
+    table = metrics.arrow().read_all()
+    folder = os.path.join(lake, "features", "metrics")
+    os.makedirs(folder, exist_ok=True)
+    rows = table.to_pylist()
+    written = []
+    for day in sorted({r["date"] for r in rows}):
+        path = os.path.join(folder, f"{day}.json")
+        with open(path, "w") as fh:
+            json.dump(
+                {"date": day, "symbols": [r for r in rows if r["date"] == day]}, fh, indent=1, default=str
+            )
+        written.append({"date": day, "path": path})
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(written, schema=pa.schema([("date", pa.string()), ("path", pa.string())]))
