@@ -362,6 +362,10 @@ class PrioritizedStratifiedReplay:
         """Items stored per regime stratum, [n_strata]."""
         return self._stratum_sizes.copy()
 
+    def slot_serials(self, indices: np.ndarray) -> np.ndarray:
+        """Insertion serial numbers of the transitions now in these slots (-1: empty); pair them with indices."""
+        return self._serials[np.asarray(indices, dtype=np.int64)]
+
     def stratum_priorities(self, stratum: int) -> np.ndarray:
         """Sampling mass p_i = (priority + eps)^alpha of every slot for one stratum ([capacity], 0 elsewhere)."""
         return self._trees[stratum].leaves()

@@ -41,7 +41,7 @@ def fill(buffer: PrioritizedStratifiedReplay, regimes: list[int]) -> None:
 
 def all_slots(buffer: PrioritizedStratifiedReplay) -> tuple[np.ndarray, np.ndarray]:
     indices = np.arange(len(buffer))
-    return indices, buffer._serials[indices]
+    return indices, buffer.slot_serials(indices)
 
 
 # ---- sum tree -------------------------------------------------------------------------------------------------------
