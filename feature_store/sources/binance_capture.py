@@ -359,7 +359,7 @@ def _dispatch(
             _levels(data["b"]),
             _levels(data["a"]),
         )
-        col = collectors.setdefault(sym, _Collector())
+        col = _collector(collectors, sym)
         col.depth.append(item)
     elif etype == "trade" or etype == "aggTrade":
         trade_id = int(data["t"] if etype == "trade" else data["a"])
@@ -368,7 +368,7 @@ def _dispatch(
             raise CaptureFormatError(f"trade field 'm' is {maker!r}, not true/false")
         item = (int(data["T"]) * 1000, recv, trade_id, float(data["p"]), float(data["q"]), -1 if maker else 1)
         kind = data.get("X", "MARKET")
-        col = collectors.setdefault(sym, _Collector())
+        col = _collector(collectors, sym)
         if kind != "MARKET":
             # Futures insurance-fund / ADL prints are not market trades: counted, not landed.
             col.trades_not_landed[f"{etype} X={kind}"] += 1
@@ -387,7 +387,7 @@ def _dispatch(
             float(data["a"]),
             float(data["A"]),
         )
-        col = collectors.setdefault(sym, _Collector())
+        col = _collector(collectors, sym)
         col.tickers.append(item)
     elif etype == "markPriceUpdate":
         index = data.get("i")
@@ -401,12 +401,19 @@ def _dispatch(
             float(rate) if rate not in (None, "") else np.nan,
             int(next_funding) if next_funding not in (None, 0, "") else -1,
         )
-        col = collectors.setdefault(sym, _Collector())
+        col = _collector(collectors, sym)
         col.marks.append(item)
     else:
         qc.unsupported[etype] = qc.unsupported.get(etype, 0) + 1
         return
     col.counts[etype] += 1
+
+
+def _collector(collectors: dict[str, _Collector], sym: str) -> _Collector:
+    col = collectors.get(sym)
+    if col is None:
+        col = collectors[sym] = _Collector()
+    return col
 
 
 def _snapshot_owner(
@@ -502,9 +509,18 @@ def _build(collectors, snapshots, market, rule, grid_ms, qc: CaptureQC) -> Captu
     return CaptureResult(tables=tables, qc=qc, books=books)
 
 
+def _table(rtype, columns: dict) -> pa.Table:
+    """records.table_from_columns with the `date` partition computed per distinct day (strftime per row is slow)."""
+    ts = np.asarray(columns["ts"], dtype=np.int64)
+    days, inverse = np.unique(ts // 86_400_000_000, return_inverse=True)
+    labels = pa.array(np.datetime_as_string(days.astype("datetime64[D]")))
+    dates = pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), labels).cast(pa.string())
+    return table_from_columns(rtype, {**columns, "date": dates})
+
+
 def _book_updates(events: DepthEvents, base: dict) -> pa.Table:
     counts = np.diff(events.level_offsets)
-    return table_from_columns(
+    return _table(
         BookUpdate,
         {
             **base,
@@ -523,7 +539,7 @@ def _book_updates(events: DepthEvents, base: dict) -> pa.Table:
 
 def _book_snapshots(rebuilt: RebuildResult, base: dict) -> pa.Table:
     s = rebuilt.samples
-    return table_from_columns(
+    return _table(
         BookSnapshot,
         {
             **base,
@@ -542,7 +558,7 @@ def _trades(trades: list[tuple], base: dict) -> pa.Table | None:
     if not trades:
         return None
     arr = list(zip(*trades, strict=True))
-    return table_from_columns(
+    return _table(
         TradeTick,
         {
             **base,
@@ -560,7 +576,7 @@ def _tickers(tickers: list[tuple], base: dict) -> pa.Table | None:
     if not tickers:
         return None
     arr = list(zip(*tickers, strict=True))
-    return table_from_columns(
+    return _table(
         BookTicker,
         {
             **base,
@@ -586,7 +602,7 @@ def _marks(marks: list[tuple], base: dict) -> tuple[pa.Table | None, pa.Table | 
         return None, None
     ts, recv, mark, index, rate, next_ms = (np.array(c) for c in zip(*marks, strict=True))
     next_us = np.where(next_ms > 0, next_ms * 1000, 0).astype(np.int64)
-    mark_table = table_from_columns(
+    mark_table = _table(
         MarkPrice,
         {
             **base,
@@ -608,7 +624,7 @@ def _marks(marks: list[tuple], base: dict) -> tuple[pa.Table | None, pa.Table | 
     if not rows:
         return mark_table, None
     cols = list(zip(*rows, strict=True))
-    funding = table_from_columns(
+    funding = _table(
         FundingRate,
         {
             **base,
