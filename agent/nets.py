@@ -71,6 +71,9 @@ class BranchingDQNConfig:
     variance_scale: the risk head outputs softplus(raw) * variance_scale + min_variance, so set it to the train-fit
     variance of the return the head predicts (e.g. the squared one-second return scale); with the default 1.0 the
     head has to reach tiny raw values by itself, which is slow.
+    rescale_shared_gradient: scale the gradient entering the shared trunk by 1 / (branches + 1) = 1/3, as BDQ does
+    because the trunk receives the sum of the value head's and every advantage head's gradients (the risk head
+    reads the encoder latent directly and is not rescaled).
     """
 
     encoder: EncoderConfig
@@ -82,6 +85,7 @@ class BranchingDQNConfig:
     n_quantiles: int = 0
     variance_scale: float = 1.0
     min_variance: float = 1e-12
+    rescale_shared_gradient: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_price", "n_size"):
@@ -142,6 +146,11 @@ def mlp(in_features: int, hidden: int, out_features: int, dropout: float = 0.0) 
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(hidden, out_features))
     return nn.Sequential(*layers)
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """Identity in the forward pass (up to one rounding), gradient multiplied by `scale` in the backward pass."""
+    return x * scale + x.detach() * (1.0 - scale)
 
 
 def dueling_branch_q(value: Tensor, advantages: Tensor) -> Tensor:
@@ -237,6 +246,9 @@ class RiskAwareBranchingDQN(nn.Module):
         self.n_price = config.n_price
         self.n_size = config.n_size
         self.n_per_head = config.quantiles_per_head
+        # BDQ rescales the gradient entering the shared trunk by 1 / (branches + 1): it sums the gradients of the
+        # value head and of every advantage head.
+        self.shared_gradient_scale = 1.0 / 3.0 if config.rescale_shared_gradient else 1.0
         n_per_head = config.quantiles_per_head
         self.encoder = MultiStreamStateEncoder(config.encoder)
         latent = config.encoder.latent
@@ -256,7 +268,7 @@ class RiskAwareBranchingDQN(nn.Module):
 
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> BranchingQ:
         latent = self.encoder(micro, macro, state)
-        hidden = self.trunk(latent)
+        hidden = scale_gradient(self.trunk(latent), self.shared_gradient_scale)
         value = self.value_head(hidden)  # [B, N]
         price_adv = self.price_advantage(hidden).view(-1, self.n_price, self.n_per_head)
         size_adv = self.size_advantage(hidden).view(-1, self.n_size, self.n_per_head)

@@ -3,6 +3,7 @@ scripting and ONNX export."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
@@ -85,6 +86,24 @@ def test_branches_share_one_state_value(n_quantiles):
         out.price_quantiles[:, 1:] - out.price_quantiles[:, :1], price_adv[:, 1:] - price_adv[:, :1]
     )
     assert (out.variance > 0).all()
+
+
+def test_shared_trunk_gradient_is_rescaled_by_one_over_branches_plus_one():
+    config = small_config()
+    unscaled_config = dataclasses.replace(config, rescale_shared_gradient=False)
+    torch.manual_seed(10)
+    net = RiskAwareBranchingDQN(config, device="cpu")
+    unscaled = RiskAwareBranchingDQN(unscaled_config, device="cpu")
+    unscaled.load_state_dict(net.state_dict())
+    inputs = random_inputs(config, batch=6, window=5)
+    grads = []
+    for model in (net, unscaled):
+        out = model(*inputs)
+        torch.testing.assert_close(out.q_price, unscaled(*inputs).q_price)  # the forward pass is unchanged
+        (out.q_price.sum() + out.q_size.pow(2).sum()).backward()
+        grads.append((model.trunk[0].weight.grad.clone(), model.value_head[0].weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0] / 3)  # trunk: 1 / (2 branches + 1)
+    torch.testing.assert_close(grads[0][1], grads[1][1])  # heads themselves: untouched
 
 
 def test_greedy_actions_are_argmax_per_branch():
