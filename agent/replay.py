@@ -25,10 +25,13 @@ of its first step (e.g. the realized next-step return the risk head learns from)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -357,6 +360,77 @@ class PrioritizedStratifiedReplay:
     def __len__(self) -> int:
         return self._size
 
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the stored transitions, priorities and sampler state to one .npz file (for training checkpoints).
+
+        Refuses while steps wait in the n-step queues: a resumed run restarts its envs, so call flush() first
+        (pending starts are then stored as bootstrapped shorter returns, which is what a cut episode is).
+        """
+        pending = [self._accumulator.pending(env) for env in range(self.config.n_envs)]
+        if any(pending):
+            raise ValueError(
+                f"{sum(pending)} env steps still wait in the n-step queues; call flush() before save()"
+            )
+        meta = {
+            "config": dataclasses.asdict(self.config),
+            "obs_spec": {name: [list(shape), dtype.str] for name, (shape, dtype) in self.obs_spec.items()},
+            "extra_spec": {
+                name: [list(shape), dtype.str] for name, (shape, dtype) in self.extra_spec.items()
+            },
+            "cursor": self._cursor,
+            "size": self._size,
+            "inserted": self._inserted,
+            "max_priority": self._max_priority,
+            "rng": self._rng.bit_generator.state,
+        }
+        arrays = {f"obs.{name}": arr for name, arr in self._obs.items()}
+        arrays |= {f"next_obs.{name}": arr for name, arr in self._next_obs.items()}
+        arrays |= {f"extras.{name}": arr for name, arr in self._extras.items()}
+        arrays |= {f"tree.{k}": tree._nodes for k, tree in enumerate(self._trees)}
+        arrays |= {
+            "actions": self._actions,
+            "rewards": self._rewards,
+            "discounts": self._discounts,
+            "n_steps": self._n_steps,
+            "terminated": self._terminated,
+            "regimes": self._regimes,
+            "serials": self._serials,
+            "stratum_sizes": self._stratum_sizes,
+        }
+        with open(path, "wb") as handle:
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PrioritizedStratifiedReplay:
+        """Rebuild a buffer written by save(): same config, specs, contents, priorities and random state."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            config_fields = meta["config"]
+            if config_fields["stratum_weights"] is not None:
+                config_fields["stratum_weights"] = tuple(config_fields["stratum_weights"])
+            spec = lambda raw: {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in raw.items()}  # noqa: E731
+            buffer = cls(ReplayConfig(**config_fields), spec(meta["obs_spec"]), spec(meta["extra_spec"]))
+            for name in buffer._obs:
+                buffer._obs[name][:] = data[f"obs.{name}"]
+                buffer._next_obs[name][:] = data[f"next_obs.{name}"]
+            for name in buffer._extras:
+                buffer._extras[name][:] = data[f"extras.{name}"]
+            for k, tree in enumerate(buffer._trees):
+                tree._nodes[:] = data[f"tree.{k}"]
+            buffer._actions[:] = data["actions"]
+            buffer._rewards[:] = data["rewards"]
+            buffer._discounts[:] = data["discounts"]
+            buffer._n_steps[:] = data["n_steps"]
+            buffer._terminated[:] = data["terminated"]
+            buffer._regimes[:] = data["regimes"]
+            buffer._serials[:] = data["serials"]
+            buffer._stratum_sizes[:] = data["stratum_sizes"]
+        buffer._cursor, buffer._size = meta["cursor"], meta["size"]
+        buffer._inserted, buffer._max_priority = meta["inserted"], meta["max_priority"]
+        buffer._rng.bit_generator.state = meta["rng"]
+        return buffer
+
     @property
     def stratum_sizes(self) -> np.ndarray:
         """Items stored per regime stratum, [n_strata]."""
@@ -440,6 +514,7 @@ class PrioritizedStratifiedReplay:
         regime: int,
         extras: Mapping[str, np.ndarray] | None,
     ) -> None:
+        extras = extras or {}
         if set(obs) != set(self.obs_spec):
             raise ValueError(
                 f"obs has arrays {sorted(obs)}, the buffer was built for {sorted(self.obs_spec)}"
@@ -447,10 +522,15 @@ class PrioritizedStratifiedReplay:
         for name, (shape, _) in self.obs_spec.items():
             if np.shape(obs[name]) != shape:
                 raise ValueError(f"obs[{name!r}] has shape {np.shape(obs[name])}, obs_spec says {shape}")
-        if set(extras or {}) != set(self.extra_spec):
+        if set(extras) != set(self.extra_spec):
             raise ValueError(
-                f"extras has {sorted(extras or {})}, the buffer was built for {sorted(self.extra_spec)}"
+                f"extras has {sorted(extras)}, the buffer was built for {sorted(self.extra_spec)}"
             )
+        for name, (shape, _) in self.extra_spec.items():
+            if np.shape(extras[name]) != shape:
+                raise ValueError(
+                    f"extras[{name!r}] has shape {np.shape(extras[name])}, extra_spec says {shape}"
+                )
         if np.shape(action) != (self.config.n_branches,):
             raise ValueError(
                 f"action has shape {np.shape(action)}, expected ({self.config.n_branches},): one index per branch"

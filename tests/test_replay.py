@@ -211,12 +211,53 @@ def test_overwrite_moves_stratum_and_skips_stale_priority_updates():
     assert set(batch.obs["state"][batch.regimes == 1, 0]) <= {100.0, 101.0}
 
 
+def test_save_load_round_trip(tmp_path):
+    config = ReplayConfig(capacity=16, n_step=2, n_strata=2, stratum_weights=(0.25, 0.75))
+    buffer = PrioritizedStratifiedReplay(
+        config, STATE_SPEC, extra_spec={"realized_return": ((), np.float64)}, seed=4
+    )
+    for t in range(20):  # wraps the ring
+        buffer.add(
+            step_obs(t),
+            np.array([t % 3, 1]),
+            float(t),
+            step_obs(t + 1),
+            t == 9,
+            False,
+            t % 2,
+            extras={"realized_return": np.float64(t / 100)},
+        )
+    with pytest.raises(ValueError, match="flush"):
+        buffer.save(tmp_path / "replay.npz")
+    buffer.flush()
+    drawn = buffer.sample(8, beta=0.5)
+    buffer.update_priorities(drawn.indices, drawn.serials, np.linspace(0.1, 3.0, 8))
+    buffer.save(tmp_path / "replay.npz")
+    restored = PrioritizedStratifiedReplay.load(tmp_path / "replay.npz")
+    assert restored.config == config and len(restored) == len(buffer)
+    np.testing.assert_array_equal(restored.stratum_sizes, buffer.stratum_sizes)
+    for k in range(2):
+        np.testing.assert_array_equal(restored.stratum_priorities(k), buffer.stratum_priorities(k))
+    original, again = buffer.sample(12, beta=0.7), restored.sample(12, beta=0.7)  # same random state too
+    for name in ("indices", "serials", "rewards", "bootstrap_discount", "weights", "actions"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(original, name))
+    np.testing.assert_array_equal(again.extras["realized_return"], original.extras["realized_return"])
+    # inserting continues the ring and the serial numbers where they stopped
+    for replay in (buffer, restored):
+        replay.add(
+            step_obs(99), np.array([0, 0]), 0.0, step_obs(100), True, False, 0, {"realized_return": 0.0}
+        )
+    np.testing.assert_array_equal(restored.slot_serials(np.arange(16)), buffer.slot_serials(np.arange(16)))
+
+
 def test_bad_inputs_are_named():
     buffer = PrioritizedStratifiedReplay(ReplayConfig(capacity=4, n_step=1, n_strata=2), STATE_SPEC)
     with pytest.raises(ValueError, match="regime=2"):
         buffer.add(step_obs(0), np.array([0, 0]), 0.0, step_obs(1), False, False, 2)
     with pytest.raises(ValueError, match=r"obs\['state'\]"):
         buffer.add({"state": np.zeros(3)}, np.array([0, 0]), 0.0, step_obs(1), False, False, 0)
+    with pytest.raises(ValueError, match="extras has"):
+        buffer.add(step_obs(0), np.array([0, 0]), 0.0, step_obs(1), False, False, 0, {"realized_return": 0.1})
     with pytest.raises(ValueError, match="action"):
         buffer.add(step_obs(0), np.array([0]), 0.0, step_obs(1), False, False, 0)
     with pytest.raises(ValueError, match="empty"):
