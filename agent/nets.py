@@ -249,7 +249,7 @@ class RiskAwareBranchingDQN(nn.Module):
         # BDQ rescales the gradient entering the shared trunk by 1 / (branches + 1): it sums the gradients of the
         # value head and of every advantage head.
         self.shared_gradient_scale = 1.0 / 3.0 if config.rescale_shared_gradient else 1.0
-        n_per_head = config.quantiles_per_head
+        n_per_head = self.n_per_head
         self.encoder = MultiStreamStateEncoder(config.encoder)
         latent = config.encoder.latent
         self.trunk = nn.Sequential(nn.Linear(latent, config.trunk_hidden), nn.ReLU())
