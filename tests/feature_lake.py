@@ -44,12 +44,20 @@ def day_start_us(day: str) -> int:
     return int(np.datetime64(day, "us").astype(np.int64))
 
 
-def random_books(rng: np.random.Generator, symbol: str, ts_us: np.ndarray, p: MarketParams) -> pa.Table:
-    """Top-20 books at the given times: a tick random walk with persistent level gaps and lognormal sizes."""
+def random_books(
+    rng: np.random.Generator,
+    symbol: str,
+    ts_us: np.ndarray,
+    p: MarketParams,
+    flow_sign: np.ndarray | None = None,
+) -> pa.Table:
+    """Top-20 books at the given times: a tick random walk (moving with `flow_sign`, the dominant taker side of
+    each interval, when given) with random level gaps and lognormal sizes."""
     inst = instrument(symbol)
     tick = inst.tick_size
     n = len(ts_us)
-    steps = rng.choice([-1, 0, 1], size=n, p=[p.move_prob / 2, 1 - p.move_prob, p.move_prob / 2])
+    sign = flow_sign if flow_sign is not None else rng.choice([-1, 1], n)
+    steps = np.where(rng.random(n) < p.move_prob, sign, 0)
     bid1 = np.round(p.base_price / tick) + np.cumsum(steps)
     spread = rng.choice([1, 2, 3], size=n, p=[0.7, 0.2, 0.1])
     gaps = 1 + (rng.random((n, BOOK_LEVELS - 1)) < 0.15)
@@ -83,8 +91,15 @@ def random_books(rng: np.random.Generator, symbol: str, ts_us: np.ndarray, p: Ma
     )
 
 
-def random_trades(rng: np.random.Generator, symbol: str, books: pa.Table, p: MarketParams) -> pa.Table:
-    """Trades between snapshots, mostly at the best price of the book before them, side random."""
+def random_trades(
+    rng: np.random.Generator,
+    symbol: str,
+    books: pa.Table,
+    p: MarketParams,
+    flow_sign: np.ndarray | None = None,
+) -> pa.Table:
+    """Trades between snapshots, mostly at the best price of the book before them; 70 % of a interval's trades
+    take the side of its `flow_sign` (the side the mid moves with), the rest are random."""
     ts = books["ts"].cast(pa.int64()).to_numpy()
     flat_bid = books["bid_px"].combine_chunks().flatten().to_numpy().reshape(-1, BOOK_LEVELS)
     flat_ask = books["ask_px"].combine_chunks().flatten().to_numpy().reshape(-1, BOOK_LEVELS)
@@ -97,6 +112,9 @@ def random_trades(rng: np.random.Generator, symbol: str, books: pa.Table, p: Mar
     trade_ts = ts[hit] + 1 + (rng.random(len(book_idx)) * (gap - 1)).astype(np.int64)
     trade_ts = np.sort(trade_ts)
     side = rng.choice(np.array([-1, 1], dtype=np.int8), len(book_idx))
+    if flow_sign is not None:
+        follow = rng.random(len(book_idx)) < 0.7
+        side = np.where(follow, flow_sign[book_idx], side).astype(np.int8)
     tick = instrument(symbol).tick_size
     through = rng.random(len(book_idx)) < 0.2  # a fifth walk one tick through the touch
     price = np.where(side > 0, ask1[hit] + through * tick, bid1[hit] - through * tick)
@@ -218,8 +236,9 @@ def build_raw_lake(
                 lo, hi = drop_seconds[day]
                 sec = (ts - day_start_us(day)) // 1_000_000
                 ts = ts[(sec < lo) | (sec >= hi)]
-            books = random_books(rng, symbol, ts, params)
-            trades = random_trades(rng, symbol, books, params)
+            sign = rng.choice([-1, 1], len(ts))
+            books = random_books(rng, symbol, ts, params, sign)
+            trades = random_trades(rng, symbol, books, params, sign)
             if crossed_rows and day in crossed_rows:
                 books = _cross(books, crossed_rows[day])
             funding, marks = funding_and_marks(rng, symbol, day)
@@ -244,3 +263,48 @@ def _cross(books: pa.Table, k: int) -> pa.Table:
     bid[mid : mid + k, 0] = ask[mid : mid + k, 0] + 1.0
     arr = pa.FixedSizeListArray.from_arrays(pa.array(bid.ravel()), BOOK_LEVELS)
     return books.set_column(books.schema.get_field_index("bid_px"), "bid_px", arr)
+
+
+# -- one built lake per test process ------------------------------------------------------------------------
+TEST_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
+TEST_VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
+
+
+@dataclass
+class BuiltLake:
+    root: Path
+    raw: dict[str, pa.Table]
+    window: object  # feature_store.feature_build.BuildWindow
+    extra_vars: dict
+
+
+_SHARED: dict[str, BuiltLake] = {}
+
+
+def shared_lake() -> BuiltLake:
+    """Three full synthetic days of BTCUSDT on a 1 s grid, built once per process through `dbt build`
+    (models and tests) with train = day 1, and reused by every dbt-backed test."""
+    if "lake" not in _SHARED:
+        import atexit
+        import shutil
+        import tempfile
+
+        from feature_store.feature_build import BuildWindow, run_dbt
+
+        root = Path(tempfile.mkdtemp(prefix="scalper_feature_lake_"))
+        atexit.register(shutil.rmtree, root, True)
+        raw = build_raw_lake(root, symbols=("BTCUSDT",), days=TEST_DAYS, params=MarketParams(grid_ms=1000))
+        window = BuildWindow(TEST_DAYS[0], TEST_DAYS[-1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+        run_dbt(root, "build", window, extra_vars=TEST_VARS)
+        _SHARED["lake"] = BuiltLake(root=root, raw=raw, window=window, extra_vars=dict(TEST_VARS))
+    return _SHARED["lake"]
+
+
+def warehouse_table(root: Path, sql: str) -> pa.Table:
+    import duckdb
+
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).arrow().read_all()
+    finally:
+        con.close()

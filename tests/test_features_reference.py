@@ -1,0 +1,176 @@
+"""Every published SQL feature, label and train-fit statistic equals the numpy reference (feature_store.features_ref).
+
+The lake: three synthetic days of BTCUSDT on a 1 s grid built once through `dbt build` (tests/feature_lake.py).
+Tolerance: relative 1e-9 and absolute 1e-9 x the column's scale (max |value|) for sums, ratios and prices;
+1e-6 for skewness / kurtosis (power sums in SQL against two-pass central moments in numpy) and the OFI
+eigenvector (repeated squaring against LAPACK).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from feature_lake import TEST_DAYS, shared_lake, warehouse_table
+
+from feature_store import features_ref as ref
+from feature_store.instruments import instrument
+
+TICK = instrument("BTCUSDT").tick_size
+PARAMS = ref.RefParams(warmup_s=900, regime_window_s=900)
+DAY_US = 86_400_000_000
+
+
+@pytest.fixture(scope="module")
+def built():
+    lake = shared_lake()
+    books = lake.raw["book_snapshots"]
+    trades = lake.raw["trades"]
+    book = ref.book_from_records(books, TICK)
+    f = ref.book_features(book, trades, PARAMS)
+    train_end = int(np.datetime64(TEST_DAYS[0], "us").astype(np.int64)) + DAY_US
+    fit = ref.fit_train(f, f["ts_us"] < train_end, TICK, PARAMS)
+    pub = ref.published_features(f, fit, TICK, PARAMS)
+    sql = warehouse_table(lake.root, "SELECT * FROM fct_features WHERE symbol = 'BTCUSDT' ORDER BY ts_us")
+    return lake, book, f, fit, pub, sql
+
+
+def _close(name, got, want, rtol=1e-9, scale_tol=1e-9):
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, f"{name}: {got.shape} rows in SQL vs {want.shape} in numpy"
+    scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0
+    bad = ~np.isclose(got, want, rtol=rtol, atol=scale_tol * max(scale, 1e-300), equal_nan=True)
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        pytest.fail(
+            f"{name}: {bad.sum()} of {len(got)} rows differ; first at row {i}: SQL {got[i]!r} numpy {want[i]!r}"
+        )
+
+
+def test_rows_and_times_match(built):
+    _, book, f, _, _, sql = built
+    np.testing.assert_array_equal(sql["ts_us"].to_numpy(), f["ts_us"])
+    np.testing.assert_array_equal(sql["is_warmup"].to_numpy(), f["is_warmup"])
+
+
+ROUGH = {c for c in ref.clipped_features() if c.startswith(("skew_", "kurt_"))}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "mid",
+        "weighted_mid",
+        "micro_price",
+        "weighted_mid_offset_bps",
+        "microprice_offset_bps",
+        "imbalance_l1",
+        "imbalance_l3",
+        "imbalance_l5",
+        "imbalance_l10",
+        *ref.clipped_features(),
+        "ofi_integrated_10s",
+        "tfi_1s",
+        "tfi_10s",
+        "tfi_60s",
+        "regime_score",
+        "log_ret",
+    ],
+)
+def test_feature_equals_reference(built, column):
+    *_, pub, sql = built
+    if column in ROUGH:
+        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], rtol=1e-6, scale_tol=1e-6)
+    elif column == "ofi_integrated_10s":
+        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], rtol=1e-7, scale_tol=1e-7)
+    else:
+        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column])
+
+
+def test_regime_labels_equal_reference(built):
+    *_, pub, sql = built
+    got = np.array(sql["regime"].to_pylist())
+    agree = got == pub["regime"]
+    # a score exactly on a threshold may fall either side through rounding; nothing else may differ
+    assert agree.mean() > 0.999, f"regime labels agree on {agree.mean():.4%} of rows"
+    assert set(got) <= {"bull", "bear", "range"}
+    np.testing.assert_array_equal(
+        np.array(sql["vol_regime"].to_pylist()) == "high", pub["vol_regime"] == "high"
+    )
+
+
+def test_train_fit_statistics_equal_reference(built):
+    lake, _, _, fit, _, _ = built
+    bounds = warehouse_table(
+        lake.root, "SELECT * FROM norm_clip_bounds WHERE symbol = 'BTCUSDT'"
+    ).to_pylist()[0]
+    for c, (lo, hi) in fit.clip_bounds.items():
+        assert np.isclose(bounds[f"{c}__lo"], lo, rtol=1e-9, atol=1e-12), c
+        assert np.isclose(bounds[f"{c}__hi"], hi, rtol=1e-9, atol=1e-12), c
+    g = warehouse_table(lake.root, "SELECT * FROM norm_microprice_g ORDER BY imb_bucket, spread_bucket")
+    g_sql = np.array(g["g_ticks"].to_pylist()).reshape(fit.g_ticks.shape)
+    np.testing.assert_allclose(g_sql, fit.g_ticks, rtol=1e-9, atol=1e-12)
+    w = warehouse_table(lake.root, "SELECT * FROM norm_ofi_weights").to_pylist()[0]
+    np.testing.assert_allclose([w[f"w_l{m}"] for m in range(1, 6)], fit.ofi_weights, rtol=1e-7, atol=1e-9)
+    rt = warehouse_table(lake.root, "SELECT * FROM regime_thresholds").to_pylist()[0]
+    assert np.isclose(rt["trend_threshold"], fit.trend_threshold, rtol=1e-9)
+    assert np.isclose(rt["vol_threshold"], fit.vol_threshold, rtol=1e-9)
+
+
+def test_normalization_stats_equal_reference(built):
+    lake, _, f, _, pub, _ = built
+    stats = warehouse_table(lake.root, "SELECT feature, mean, std FROM norm_feature_stats").to_pylist()
+    train = (f["ts_us"] < int(np.datetime64(TEST_DAYS[1], "us").astype(np.int64))) & ~f["is_warmup"]
+    checked = 0
+    for row in stats:
+        if row["feature"] not in pub:
+            continue
+        x = np.asarray(pub[row["feature"]], dtype=float)[train]
+        x = x[np.isfinite(x)]
+        assert np.isclose(row["mean"], x.mean(), rtol=1e-8, atol=1e-12 * max(1, np.abs(x).max())), row[
+            "feature"
+        ]
+        assert np.isclose(row["std"], x.std(), rtol=1e-6, atol=1e-12 * max(1, np.abs(x).max())), row[
+            "feature"
+        ]
+        checked += 1
+    assert checked >= 30
+
+
+def test_mid_markouts_equal_reference(built):
+    lake, book, f, *_ = built
+    labels = warehouse_table(lake.root, "SELECT * FROM fct_labels ORDER BY ts_us")
+    np.testing.assert_array_equal(labels["ts_us"].to_numpy(), f["ts_us"])
+    want = ref.mid_markouts(f["ts_us"], f["mid"])
+    for name, values in want.items():
+        _close(name, labels[name].to_numpy(zero_copy_only=False), values)
+
+
+def test_trade_markouts_equal_reference(built):
+    lake, book, f, *_ = built
+    got = warehouse_table(lake.root, "SELECT * FROM fct_trade_markouts ORDER BY ts_us, trade_id")
+    trades = lake.raw["trades"]
+    order = np.lexsort((trades["trade_id"].to_numpy(), trades["ts"].cast(pa.int64()).to_numpy()))
+    want = ref.trade_markouts(f["ts_us"], f["mid"], trades.take(pa.array(order)))
+    np.testing.assert_array_equal(got["trade_id"].to_numpy(), want["trade_id"])
+    for h in ref.MARKOUT_HORIZONS:
+        _close(
+            f"markout_{h}s_bps",
+            got[f"markout_{h}s_bps"].to_numpy(zero_copy_only=False),
+            want[f"markout_{h}s_bps"],
+        )
+
+
+def test_funding_and_onchain_are_as_of(built):
+    lake, _, f, _, _, sql = built
+    funding = warehouse_table(lake.root, "SELECT ts_us, rate FROM stg_funding_rates ORDER BY ts_us")
+    want = ref.asof(funding["ts_us"].to_numpy(), funding["rate"].to_numpy(), f["ts_us"])
+    _close("funding_rate_last", sql["funding_rate_last"].to_numpy(zero_copy_only=False), want)
+    oc = warehouse_table(
+        lake.root, "SELECT available_at_us, value FROM stg_onchain_metrics WHERE metric = 'tx_count'"
+    )
+    want = ref.asof(oc["available_at_us"].to_numpy(), oc["value"].to_numpy(), f["ts_us"])
+    _close("onchain_tx_count", sql["onchain_tx_count"].to_numpy(zero_copy_only=False), want)
+    # a day's on-chain value (published the next day + 2 h) is invisible before its availability time
+    first_day = sql.filter(pa.compute.less(sql["ts_us"], int(f["ts_us"][0]) + 2 * 3_600_000_000))
+    assert first_day["onchain_tx_count"].null_count == first_day.num_rows
