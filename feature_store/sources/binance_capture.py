@@ -217,15 +217,16 @@ def load_capture(
                     raise CaptureFormatError(f"{path}:{line_no}: {reason}") from exc
                 qc.malformed.append(MalformedLine(file=str(path), line=line_no, reason=reason))
                 continue
-            first_recv = recv if first_recv is None else first_recv
+            if first_recv is None:
+                first_recv = recv
+                if previous_last_recv is not None and first_recv < previous_last_recv[1]:
+                    raise CaptureFormatError(
+                        f"{path} starts (receive time {first_recv} µs) before {previous_last_recv[0]} ends "
+                        f"({previous_last_recv[1]} µs): pass the capture files in time order"
+                    )
             last_recv = recv
         if unit is not None:
             qc.recv_ts_unit[str(path)] = unit[0]
-        if previous_last_recv is not None and first_recv is not None and first_recv < previous_last_recv[1]:
-            raise CaptureFormatError(
-                f"{path} starts (receive time {first_recv} µs) before {previous_last_recv[0]} ends "
-                f"({previous_last_recv[1]} µs): pass the capture files in time order"
-            )
         if last_recv is not None:
             previous_last_recv = (str(path), last_recv)
         for snap in file_snapshots:
@@ -234,7 +235,7 @@ def load_capture(
                 reason = (
                     "a REST depth snapshot carries no symbol and this file's depth streams "
                     f"({sorted(file_depth_symbols) or 'none'}) do not tell which it belongs to; "
-                    "record one symbol per file, or name the file <symbol>_<date>"
+                    "record each symbol's depth stream and snapshots in a file of its own"
                 )
                 if strict:
                     raise CaptureFormatError(f"{path}:{snap.line}: {reason}")
@@ -419,14 +420,15 @@ def _collector(collectors: dict[str, _Collector], sym: str) -> _Collector:
 def _snapshot_owner(
     snap: _Snapshot, path: Path, depth_symbols: set[str], wanted: str | None, collectors: dict
 ) -> str | None:
-    """The symbol a bare REST snapshot belongs to: the file's only depth symbol, else the file-name prefix."""
+    """The symbol a bare REST snapshot belongs to: the only symbol whose depth stream is in the same file.
+
+    With several depth symbols in one file the snapshot is ambiguous (futures update ids are shared across
+    symbols, so its lastUpdateId cannot tell), and loading it into the wrong book could pass the sequence check.
+    """
     candidates = depth_symbols
     if not candidates:
         candidates = set(collectors) if wanted is None else {wanted}
-    if len(candidates) == 1:
-        return next(iter(candidates))
-    prefix = path.name.split("_")[0].split(".")[0].upper()
-    return prefix if prefix in candidates else None
+    return next(iter(candidates)) if len(candidates) == 1 else None
 
 
 def _depth_events(col: _Collector, snaps: list[_Snapshot]) -> DepthEvents:
@@ -594,9 +596,10 @@ def _tickers(tickers: list[tuple], base: dict) -> pa.Table | None:
 def _marks(marks: list[tuple], base: dict) -> tuple[pa.Table | None, pa.Table | None]:
     """mark_prices from every markPrice event; funding_rates where the capture crosses a funding time.
 
-    The stream does not publish the settled rate; at a funding time T0 (the event's next funding time moves
-    from T0 to a later T1) the row takes the last predicted rate published before T0, which is the rate Binance
-    settles, with interval_hours = T1 - T0.
+    The stream does not publish the settled rate. For a funding time T0 that the capture spans (events announce
+    T0 as the next funding time before it, and a later T1 after it), the row takes the last predicted rate `r`
+    published at or before T0 — what Binance settles unless it moved in the final second — with the mark price
+    of that event and interval_hours = T1 - T0. Events just after T0 that still announce T0 are not used.
     """
     if not marks:
         return None, None
@@ -617,10 +620,14 @@ def _marks(marks: list[tuple], base: dict) -> tuple[pa.Table | None, pa.Table | 
     order = np.argsort(ts, kind="stable")
     ts, recv, mark, rate, next_ms = ts[order], recv[order], mark[order], rate[order], next_ms[order]
     rows = []
-    for k in range(1, len(ts)):
-        t0, t1 = next_ms[k - 1], next_ms[k]
-        if t0 > 0 and t1 > t0 and ts[k] >= t0 * 1000 and not np.isnan(rate[k - 1]):
-            rows.append((t0 * 1000, recv[k - 1], rate[k - 1], mark[k - 1], (t1 - t0) / 3_600_000))
+    for t0 in np.unique(next_ms[next_ms > 0]):
+        later = np.flatnonzero(next_ms > t0)
+        before = np.flatnonzero((next_ms == t0) & (ts <= t0 * 1000) & ~np.isnan(rate))
+        if not len(later) or not len(before) or ts[later[0]] < t0 * 1000:
+            continue  # the capture does not cover this funding time from both sides
+        k = before[-1]
+        interval_hours = (next_ms[later[0]] - t0) / 3_600_000
+        rows.append((t0 * 1000, recv[k], rate[k], mark[k], interval_hours))
     if not rows:
         return mark_table, None
     cols = list(zip(*rows, strict=True))
