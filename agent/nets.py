@@ -274,8 +274,8 @@ class RiskAwareBranchingDQN(nn.Module):
         size_adv = self.size_advantage(hidden).view(-1, self.n_size, self.n_per_head)
         price_quantiles = dueling_branch_q(value, price_adv)
         size_quantiles = dueling_branch_q(value, size_adv)
-        # float32 even under autocast: variances of one-second returns (~1e-8) underflow float16.
-        raw_risk = self.risk_head(latent).squeeze(-1).float()
+        # In the buffers' dtype (float32) even under autocast: one-second return variances (~1e-8) underflow float16.
+        raw_risk = self.risk_head(latent).squeeze(-1).to(self.variance_scale.dtype)
         variance = F.softplus(raw_risk) * self.variance_scale + self.min_variance
         return BranchingQ(
             q_price=price_quantiles.mean(dim=-1),
