@@ -143,6 +143,15 @@ def test_shape_errors_name_the_input():
         EncoderConfig(micro_features=0, macro_features=1, state_features=1)
 
 
+def test_variance_stays_float32_under_autocast():
+    config = dataclasses.replace(small_config(), variance_scale=1e-8)
+    net = RiskAwareBranchingDQN(config, device="cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(*random_inputs(config, batch=4, window=6))
+    assert out.q_price.dtype == torch.bfloat16  # autocast is active for the Q heads
+    assert out.variance.dtype == torch.float32 and (out.variance > 0).all()
+
+
 def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
