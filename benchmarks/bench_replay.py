@@ -100,7 +100,7 @@ def main(capacity: int = 1 << 17, batch: int = 256) -> None:
     print(
         f"sample({batch}) + update_priorities, 3 strata, full buffer of {capacity}: {replay_round * 1e3:.3f} ms"
     )
-    print(f"sum tree only, {batch} searches + {batch} updates: vectorized {vector_s * 1e3:.3f} ms, ")
+    print(f"sum tree only, {batch} searches + {batch} updates: vectorized {vector_s * 1e3:.3f} ms")
     print(
         f"  per-item Python baseline {loop_s * 1e3:.3f} ms, ratio baseline/vectorized = {loop_s / vector_s:.1f}x"
     )
