@@ -99,7 +99,7 @@ class SyntheticConfig:
     trade_excitation_decay_s: float = 0.5
     # Price events per step at base volatility (scales with volatility).
     event_prob: float = 0.1
-    event_tail_df: float = 4.0
+    event_tail_df: float = 6.0
     # Probability that a price event leaves a spread wider than one tick, at base volatility (scales with it).
     wide_spread_prob: float = 0.03
     narrow_prob_per_step: float = 0.5
@@ -117,8 +117,9 @@ class SyntheticConfig:
     regime_activity: tuple[float, float, float] = (0.8, 1.1, 1.3)
     regime_buy_share: tuple[float, float, float] = (0.5, 0.52, 0.48)
     regime_premium: tuple[float, float, float] = (0.0001, 0.0006, -0.0003)
-    trend_bps_per_hour: float = 20.0
-    reversal_multiple: float = 60.0
+    trend_bps_per_hour: float = 25.0
+    # Size of the rare reversal (crash in a bull spell, squeeze in a bear spell) that compensates the trend.
+    reversal_bps: float = 30.0
     premium_sd: float = 0.0004
     premium_half_life_s: float = 3600.0
     funding_interest: float = 0.0001
@@ -137,8 +138,10 @@ class SyntheticConfig:
             raise ValueError(f"start_price={self.start_price} must be positive")
         if not 0.0 <= self.trade_branching < 1.0:
             raise ValueError(f"trade_branching={self.trade_branching} must lie in [0, 1)")
-        if self.reversal_multiple <= 1.0:
-            raise ValueError(f"reversal_multiple={self.reversal_multiple} must exceed 1")
+        if self.trend_bps_per_hour < 0 or self.reversal_bps <= 0:
+            raise ValueError(
+                f"trend_bps_per_hour={self.trend_bps_per_hour} must be >= 0 and reversal_bps={self.reversal_bps} > 0"
+            )
         if isinstance(self.epoch, str):
             self.epoch = dt.date.fromisoformat(self.epoch)
 
@@ -270,7 +273,7 @@ def _params(cfg: SyntheticConfig, inst: Instrument) -> np.ndarray:
     p[P_SIGNAL] = cfg.signal_strength
     start_ticks = round(cfg.start_price * tpu)
     p[P_TREND_TICKS_PER_S] = cfg.trend_bps_per_hour * 1e-4 * start_ticks / 3600.0
-    p[P_REVERSAL] = cfg.reversal_multiple
+    p[P_REVERSAL] = cfg.reversal_bps
     p[P_START_TICKS] = start_ticks
     p[P_PREM_THETA] = 1.0 - 0.5 ** (1.0 / cfg.premium_half_life_s)
     p[P_PREM_SD_STEP] = cfg.premium_sd * math.sqrt(1.0 - (1.0 - p[P_PREM_THETA]) ** 2)
@@ -470,7 +473,7 @@ def _simulate(
             if trend_dir != 0 and par[P_TREND_TICKS_PER_S] > 0.0:
                 # drift per second = 2 delta x events per second x E[event size]; E|t_df| ~ 0.8
                 drift = par[P_TREND_TICKS_PER_S] * mid_ticks / par[P_START_TICKS]
-                delta = min(0.01, drift / (2.0 * p_event * sps * (1.0 + 0.8 * k_scale)))
+                delta = min(0.02, drift / (2.0 * p_event * sps * (1.0 + 0.8 * k_scale)))
             else:
                 delta = 0.0
             sec_mid[sec] = mid_ticks / tpu
@@ -512,17 +515,18 @@ def _simulate(
             else:
                 dir_with = trend_dir
                 p_with = p_up if trend_dir > 0 else 1.0 - p_up
-            pi = 0.0
-            if delta > 0.0:
-                # keeps E[change] equal to the signal part alone: 2 delta (k + half) = pi (R - 1) k
-                pi = 2.0 * delta * (k + half) / ((par[P_REVERSAL] - 1.0) * k)
+            # the trend tilt delta and its reversal (probability pi, size jump ticks) cancel in expectation:
+            # 2 delta (k + half) + pi (k + half) - pi (jump + half) = 0
+            jump = int(par[P_REVERSAL] * 1e-4 * mid_ticks)
+            tilt = delta if jump > k else 0.0
+            pi = 2.0 * tilt * (k + half) / (jump - k) if tilt > 0.0 else 0.0
             u = np.random.random()
-            if u < p_with + delta:
+            if u < p_with + tilt:
                 event_dir = dir_with
                 event_k = k
-            elif u < p_with + delta + pi:
+            elif u < p_with + tilt + pi:
                 event_dir = -dir_with
-                event_k = int(par[P_REVERSAL] * k)
+                event_k = jump
             else:
                 event_dir = -dir_with
                 event_k = k
