@@ -37,7 +37,9 @@ KILL_LOSS_STREAK = "loss_streak_halt"
 class RiskConfig:
     """Fractions are of equity (quote currency); volatilities are per decision step, as fractions of price.
 
-    max_leverage: ceiling of the leverage cap (notional / equity), also when volatility is tiny.
+    max_leverage: ceiling of the leverage cap (notional / equity), also when volatility is tiny. Keep it well below
+        the account's margin leverage (10x by default): flipping a full position and quoting both sides need
+        initial margin for the opening parts, and orders beyond the margin are rejected by the exchange.
     max_notional: hard cap on |position| * mark, quote currency.
     target_risk: equity fraction a one-sigma move over `risk_horizon_s` may cost.
     sigma_floor: the volatility used when neither a prediction nor enough history exists, and its minimum.
@@ -45,7 +47,7 @@ class RiskConfig:
     daily_loss_cap, max_drawdown: fractions; 0 disables that switch. loss_streak: 0 disables it.
     """
 
-    max_leverage: float = 10.0
+    max_leverage: float = 5.0
     max_notional: float = 100_000.0
     target_risk: float = 0.01
     risk_horizon_s: float = 60.0

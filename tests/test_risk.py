@@ -43,7 +43,7 @@ def test_leverage_cap_takes_the_more_cautious_of_prediction_and_realized():
     assert leverage_cap(cfg, 1.0, 4e-4, predicted_variance=(1e-4) ** 2) == pytest.approx(realized_only)
     assert leverage_cap(cfg, 1.0, 4e-4, predicted_variance=math.nan) == pytest.approx(realized_only)
     # no usable estimate at all: the floor decides
-    floor_cfg = RiskConfig(sigma_floor=2e-4)
+    floor_cfg = RiskConfig(sigma_floor=2e-4, max_leverage=10.0)
     assert leverage_cap(floor_cfg, 1.0, math.nan, None) == pytest.approx(
         floor_cfg.target_risk / (2e-4 * math.sqrt(60))
     )

@@ -1,0 +1,321 @@
+"""The scalper env on synthetic market data: gymnasium conformance, reproducibility, action semantics, reward
+accounting, risk enforcement, vector envs, and the causality of the market view."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from gymnasium.utils.env_checker import check_env
+from synthetic_views import synthetic_tables, synthetic_view
+
+from agent.env import ENV_ID, P_INSIDE, P_NONE, P_TOUCH, EnvConfig, ScalperEnv, env_fns, make_env
+from agent.market_view import MICRO_FEATURES, REGIMES, MarketView, macro_feature_names
+from agent.obs import BOOK_COLUMNS, encoder_inputs, state_feature_names
+from agent.risk import KILL_DAILY_LOSS, KILL_LOSS_STREAK, RiskConfig
+from agent.sim.engine import SimConfig
+from agent.sim.margin import MarginConfig
+
+CROSS = 5  # default price actions: none, inside, touch, passive_2, passive_5, cross
+FULL_LONG, FLAT, FULL_SHORT = 4, 2, 0
+
+
+@pytest.fixture(scope="module")
+def view() -> MarketView:
+    return synthetic_view(0.0, seed=1, minutes=20)
+
+
+def test_check_env_passes_without_warnings(view):
+    env = gym.make(ENV_ID, view=view, config=EnvConfig(episode_s=30)).unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_spaces_and_observation_layout(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    assert env.action_space == gym.spaces.MultiDiscrete([6, 5])
+    assert env.config.price_actions == ("none", "inside", "touch", "passive_2", "passive_5", "cross")
+    obs, info = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    assert obs["micro"].shape == (60, len(MICRO_FEATURES))
+    assert obs["macro"].shape == (len(macro_feature_names(view.config.macro_horizons_s)),)
+    assert obs["book"].shape == (20, len(BOOK_COLUMNS))
+    assert obs["state"].shape == (len(state_feature_names(view.config)),)
+    # the book block is relative to mid: bids below, asks above, sizes positive
+    assert (obs["book"][:, 0] < 0).all() and (obs["book"][:, 2] > 0).all()
+    assert (obs["book"][:, [1, 3]] > 0).all()
+    # the micro window's last row is the market view's row at the start step
+    np.testing.assert_array_equal(obs["micro"][-1], view.micro[info["start_step"]])
+    micro, macro, state = encoder_inputs(obs)
+    assert state.shape == (20 * 4 + obs["state"].shape[0],)
+
+
+def _rollout(env: ScalperEnv, seed: int, actions: np.ndarray):
+    obs, info = env.reset(seed=seed)
+    trace = [(info["start_step"], obs["state"].copy())]
+    for a in actions:
+        obs, r, term, trunc, info = env.step(a)
+        trace.append((r, info["pnl"], info["position"], obs["state"].copy(), obs["micro"].copy()))
+        if term or trunc:
+            break
+    return trace
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(np.array_equal(a, b))
+
+
+def test_seeded_resets_are_reproducible(view):
+    actions = np.random.default_rng(0).integers(0, [6, 5], (60, 2))
+    env_a = ScalperEnv(view, EnvConfig(episode_s=60))
+    env_b = ScalperEnv(view, EnvConfig(episode_s=60))
+    first = _rollout(env_a, 11, actions)
+    assert all(_same(x, y) for x, y in zip(first, _rollout(env_b, 11, actions), strict=True))
+    # the same env, reset again with the seed after other episodes
+    _rollout(env_a, 5, actions)
+    assert all(_same(x, y) for x, y in zip(first, _rollout(env_a, 11, actions), strict=True))
+    starts = {env_a.reset(seed=s)[1]["start_step"] for s in range(6)}
+    assert len(starts) > 1
+
+
+def test_cross_reaches_the_risk_scaled_target_and_pays_taker_fees(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    _, info = env.reset(seed=2)
+    k0 = info["start_step"]
+    cap_qty = math.floor(info["risk"]["cap_notional"] / view.mid[k0] / env.lot + 1e-9) * env.lot
+    _, _, _, _, info = env.step([CROSS, FULL_LONG])
+    assert info["position"] == pytest.approx(cap_qty, abs=1e-9)
+    acct = env.sim.account()
+    assert acct.fees_paid == pytest.approx(info["traded_notional"] * env.config.sim.fees.taker)
+    assert info["traded_notional"] == pytest.approx(cap_qty * view.mid[k0], rel=2e-3)
+    # half the cap short: the cross sells 1.5 caps' worth (at the new step's cap)
+    _, _, _, _, info = env.step([CROSS, 1])
+    half = math.floor(info["risk"]["cap_notional"] / 2 / view.mid[k0 + 1] / env.lot + 1e-9) * env.lot
+    assert info["position"] == pytest.approx(-half, abs=0.002)
+
+
+def test_passive_actions_place_post_only_quotes_at_their_offsets(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=120))
+    env.reset(seed=4)
+    tick = env.tick
+    for price_action, offset in ((P_TOUCH, 0), (3, 2), (4, 5)):
+        env.step([P_NONE, FLAT])
+        bid_px, _, ask_px, _ = env.sim.observed_book()
+        bb, ba = round(bid_px[0] / tick), round(ask_px[0] / tick)
+        if env.sim.account().position != 0.0:
+            env.step([CROSS, FLAT])
+            continue
+        env.step([price_action, FLAT])
+        q = env.quote_orders()
+        assert round(q["bid"]["price"] / tick) == bb - offset
+        assert round(q["ask"]["price"] / tick) == ba + offset
+        cap_qty = env._status.cap_notional / view.mid[env._k - 1]
+        assert q["bid"]["qty"] == pytest.approx(
+            math.floor(cap_qty / 2 / env.lot + 1e-9) * env.lot, abs=0.0015
+        )
+    # none cancels both quotes
+    env.step([P_NONE, FLAT])
+    env.step([P_NONE, FLAT])
+    assert env.sim.open_orders() == []
+
+
+def test_inside_improves_a_wide_spread_by_one_tick(view):
+    wide = np.flatnonzero(view.micro[:, MICRO_FEATURES.index("spread_bp")] * view.mid / 1e4 > 1.5 * 0.1)
+    wide = wide[(wide > 60) & (wide < view.n_steps - 100)]
+    assert wide.shape[0] > 0, "the synthetic market should show some spreads wider than one tick"
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    env.reset(options={"start_step": int(wide[0])})
+    bid_px, _, ask_px, _ = env.sim.observed_book()
+    bb, ba = round(bid_px[0] / env.tick), round(ask_px[0] / env.tick)
+    assert ba - bb >= 2
+    env.step([P_INSIDE, FLAT])
+    q = env.quote_orders()
+    assert round(q["bid"]["price"] / env.tick) == bb + 1
+    assert round(q["ask"]["price"] / env.tick) == ba - 1
+
+
+def test_an_unchanged_quote_keeps_its_order_and_queue_place(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=300))
+    env.reset(seed=8)
+    kept = moved = 0
+    for _ in range(250):
+        before = env.quote_orders()["bid"]
+        book = env.sim.observed_book()
+        flat = env.sim.account().position == 0.0
+        env.step([4, FLAT])  # passive_5: rests long enough to be re-quoted
+        after = env.quote_orders()["bid"]
+        if before is None or before["status"] != "live" or not flat:
+            continue
+        if round(book[0][0] / env.tick) - 5 == round(before["price"] / env.tick):
+            assert after["id"] == before["id"]  # same price: kept (or amended), never canceled and replaced
+            kept += 1
+        else:
+            assert after["id"] != before["id"]
+            moved += 1
+    assert kept >= 5 and moved >= 1
+
+
+def test_reward_parts_add_up_to_the_mark_to_market_pnl(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=120))
+    env.reset(seed=5)
+    e0 = env.sim.account().equity
+    rng = np.random.default_rng(1)
+    pnl_units = 0.0
+    while True:
+        _, reward, term, trunc, info = env.step(rng.integers(0, [6, 5]))
+        p = info["reward_parts"]
+        assert reward == pytest.approx(
+            p["pnl"] - p["trade_penalty"] - p["liquidity_penalty"] - p["breach_penalty"] + p["episode_bonus"]
+        )
+        assert p["trade_penalty"] == pytest.approx(1e4 * 0.2e-4 * info["traded_notional"] / e0)
+        pnl_units += p["pnl"]
+        if term or trunc:
+            break
+    stats = info["episode_stats"]
+    assert pnl_units * e0 / 1e4 == pytest.approx(info["pnl"], abs=1e-6)
+    acct = env.sim.account()
+    assert info["pnl"] == pytest.approx(
+        acct.realized_pnl
+        + acct.unrealized_pnl
+        - acct.fees_paid
+        - acct.funding_paid
+        - acct.liquidation_fees_paid,
+        abs=1e-6,
+    )
+    assert stats["fees"] == pytest.approx(acct.fees_paid)
+
+
+def test_daily_loss_cap_flattens_refuses_and_ends_the_episode(view):
+    risk = RiskConfig(daily_loss_cap=0.002, max_drawdown=0.0, loss_streak=0)
+    env = ScalperEnv(view, EnvConfig(episode_s=300, risk=risk))
+    env.reset(seed=6)
+    tripped_at = None
+    for i in range(300):
+        a = [CROSS, FULL_LONG if i % 2 == 0 else FULL_SHORT]
+        _, _, term, trunc, info = env.step(a)
+        if info["risk"]["tripped_now"]:
+            assert info["risk"]["tripped_now"] == KILL_DAILY_LOSS
+            tripped_at = i
+        if tripped_at is not None and i > tripped_at:
+            assert info["refused"] and info["kill_switch"] == KILL_DAILY_LOSS
+        if term or trunc:
+            break
+    assert tripped_at is not None and term and not trunc
+    assert info["position"] == 0.0
+    assert env.sim.open_orders() == []
+    assert info["episode_stats"]["kill_switch_trips"] == [KILL_DAILY_LOSS]
+    assert i <= tripped_at + 3  # flattened by market order within a step or two, then terminated
+
+
+def test_loss_streak_halts_for_the_cooldown_then_trading_resumes(view):
+    risk = RiskConfig(daily_loss_cap=0.0, max_drawdown=0.0, loss_streak=2, loss_streak_cooldown_s=5.0)
+    env = ScalperEnv(view, EnvConfig(episode_s=300, risk=risk))
+    env.reset(seed=7)
+    refused = []
+    trips = 0
+    for i in range(60):
+        _, _, term, trunc, info = env.step([CROSS, FULL_LONG if i % 2 == 0 else FLAT])
+        refused.append(info["refused"])
+        trips += info["risk"]["tripped_now"] == KILL_LOSS_STREAK
+    assert trips >= 1 and not term
+    # each halt refuses exactly the cooldown's 5 steps, then the next action trades again
+    runs = [len(r) for r in "".join("x" if f else "." for f in refused).split(".") if r]
+    assert runs and all(r == 5 for r in runs[:-1])
+
+
+def test_predicted_variance_tightens_the_leverage_cap(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    env.reset(seed=2)
+    _, _, _, _, calm = env.step([P_NONE, FLAT])
+    env.predicted_variance = (1e-3) ** 2
+    _, _, _, _, info = env.step([CROSS, FULL_LONG])
+    cfg = env.config.risk
+    expected = cfg.target_risk / (1e-3 * math.sqrt(cfg.risk_horizon_s))
+    assert info["risk"]["leverage_cap"] == pytest.approx(expected)
+    assert info["risk"]["leverage_cap"] < calm["risk"]["leverage_cap"]
+    # the cross was sized with the cap in force when it was sent (the calm one), later steps use the tighter one
+    env.step([CROSS, FULL_LONG])
+    assert abs(env.sim.account().position) * view.mid[env._k] <= info["risk"]["cap_notional"] * 1.01
+    with pytest.raises(ValueError, match="predicted_variance"):
+        env.predicted_variance = -1.0
+
+
+def test_sync_and_async_vector_envs_step_and_autoreset(view):
+    cfg = EnvConfig(episode_s=20)
+    sync = gym.vector.SyncVectorEnv(env_fns(view, cfg, 2))
+    obs, _ = sync.reset(seed=0)
+    assert obs["micro"].shape == (2, 60, len(MICRO_FEATURES))
+    sync.set_attr("predicted_variance", [1e-8, 4e-6])
+    assert sync.get_attr("predicted_variance") == (1e-8, 4e-6)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(45):
+        obs, rew, term, trunc, info = sync.step(rng.integers(0, [6, 5], (2, 2)))
+        ended += int(np.sum(term | trunc))
+    assert ended >= 2 and obs["state"].shape[0] == 2
+    sync.close()
+
+    asyn = gym.vector.AsyncVectorEnv(env_fns(view, cfg, 2), context="fork")
+    try:
+        obs_a, _ = asyn.reset(seed=0)
+        obs_s, _ = gym.vector.SyncVectorEnv(env_fns(view, cfg, 2)).reset(seed=0)
+        np.testing.assert_array_equal(obs_a["state"], obs_s["state"])
+        asyn.set_attr("predicted_variance", [1e-8, 4e-6])
+        assert asyn.get_attr("predicted_variance") == (1e-8, 4e-6)
+        for _ in range(25):
+            obs_a, rew, term, trunc, info = asyn.step(rng.integers(0, [6, 5], (2, 2)))
+        assert obs_a["micro"].shape == (2, 60, len(MICRO_FEATURES))
+    finally:
+        asyn.close()
+
+
+def test_episodes_are_sampled_by_regime(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    counts = env.regime_counts()
+    present = [r for r in REGIMES if counts[r] > 0]
+    assert len(present) >= 2
+    for name in present:
+        _, info = env.reset(seed=1, options={"regime": name})
+        assert info["regime"] == name
+    only = present[-1]
+    weights = tuple(1.0 if r == only else 0.0 for r in REGIMES)
+    env = ScalperEnv(view, EnvConfig(episode_s=60, regime_weights=weights))
+    assert {env.reset(seed=s)[1]["regime"] for s in range(5)} == {only}
+    with pytest.raises(ValueError, match="regime"):
+        env.reset(options={"regime": "sideways"})
+
+
+def test_market_view_uses_only_data_received_by_each_step():
+    tables = synthetic_tables(0.0, seed=2, minutes=10)
+    full = MarketView.from_tables(tables)
+    cut_us = int(full.t[300])
+    cut = {
+        name: t.filter(pc.less_equal(t.column("ts").cast("int64"), cut_us)) if "ts" in t.column_names else t
+        for name, t in tables.items()
+    }
+    part = MarketView.from_tables(cut)
+    k = int(np.searchsorted(part.t, cut_us, side="right"))
+    assert k > 250 and np.array_equal(part.t[:k], full.t[:k])
+    for name in ("book_index", "mid", "micro", "macro", "funding", "regime", "sigma"):
+        np.testing.assert_array_equal(getattr(part, name)[:k], getattr(full, name)[:k], err_msg=name)
+
+
+def test_config_errors_say_what_to_change(view):
+    with pytest.raises(ValueError, match="max_leverage"):
+        EnvConfig(risk=RiskConfig(max_leverage=20.0), sim=SimConfig(margin=MarginConfig(leverage=10.0)))
+    with pytest.raises(ValueError, match="episode needs"):
+        ScalperEnv(view, EnvConfig(episode_s=3 * 3600))
+    with pytest.raises(ValueError, match="outside MultiDiscrete"):
+        env = ScalperEnv(view, EnvConfig(episode_s=30))
+        env.reset(seed=0)
+        env.step([9, 0])
+    with pytest.raises(TypeError, match="MarketView"):
+        make_env("not data")
