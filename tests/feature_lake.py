@@ -262,12 +262,14 @@ def _cross(books: pa.Table, k: int) -> pa.Table:
     mid = books.num_rows // 2
     bid[mid : mid + k, 0] = ask[mid : mid + k, 0] + 1.0
     arr = pa.FixedSizeListArray.from_arrays(pa.array(bid.ravel()), BOOK_LEVELS)
-    return books.set_column(books.schema.get_field_index("bid_px"), "bid_px", arr)
+    i = books.schema.get_field_index("bid_px")
+    return books.set_column(i, books.schema.field(i), arr)
 
 
 # -- one built lake per test process ------------------------------------------------------------------------
 TEST_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
 TEST_VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
+BAD_DAY = TEST_DAYS[-1]
 
 
 @dataclass
@@ -276,6 +278,8 @@ class BuiltLake:
     raw: dict[str, pa.Table]
     window: object  # feature_store.feature_build.BuildWindow
     extra_vars: dict
+    build_stdout: str
+    build_returncode: int
 
 
 _SHARED: dict[str, BuiltLake] = {}
@@ -283,7 +287,8 @@ _SHARED: dict[str, BuiltLake] = {}
 
 def shared_lake() -> BuiltLake:
     """Three full synthetic days of BTCUSDT on a 1 s grid, built once per process through `dbt build`
-    (models and tests) with train = day 1, and reused by every dbt-backed test."""
+    (models and tests) with train = day 1, and reused by every dbt-backed test.  Day 3 is planted bad: a 60 s
+    hole in the book grid and 5 crossed books, so its QC tests fail (the build's exit code is kept)."""
     if "lake" not in _SHARED:
         import atexit
         import shutil
@@ -293,10 +298,17 @@ def shared_lake() -> BuiltLake:
 
         root = Path(tempfile.mkdtemp(prefix="scalper_feature_lake_"))
         atexit.register(shutil.rmtree, root, True)
-        raw = build_raw_lake(root, symbols=("BTCUSDT",), days=TEST_DAYS, params=MarketParams(grid_ms=1000))
+        raw = build_raw_lake(
+            root,
+            symbols=("BTCUSDT",),
+            days=TEST_DAYS,
+            params=MarketParams(grid_ms=1000),
+            drop_seconds={BAD_DAY: (40_000, 40_060)},
+            crossed_rows={BAD_DAY: 5},
+        )
         window = BuildWindow(TEST_DAYS[0], TEST_DAYS[-1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
-        run_dbt(root, "build", window, extra_vars=TEST_VARS)
-        _SHARED["lake"] = BuiltLake(root=root, raw=raw, window=window, extra_vars=dict(TEST_VARS))
+        proc = run_dbt(root, "build", window, extra_vars=TEST_VARS, check=False)
+        _SHARED["lake"] = BuiltLake(root, raw, window, dict(TEST_VARS), proc.stdout, proc.returncode)
     return _SHARED["lake"]
 
 
