@@ -170,12 +170,12 @@ class RandomPolicy(Policy):
 
 class ImbalanceTaker(Policy):
     def __init__(
-        self, env: ScalperEnv, threshold: float = 0.5, exit_threshold: float = 0.1, buckets: int | None = None
+        self, env: ScalperEnv, threshold: float = 0.5, exit_threshold: float = 0.1, buckets: int = 1
     ) -> None:
         super().__init__(env)
         self.threshold = threshold
         self.exit_threshold = exit_threshold
-        self.buckets = self.k if buckets is None else buckets
+        self.buckets = buckets
         if not 1 <= self.buckets <= self.k:
             raise ValueError(f"buckets={buckets} must lie in 1..{self.k} (size buckets per side)")
 
