@@ -376,12 +376,30 @@ def rebuild_book(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Level storage. Each side is an ascending array of keys with the best level last: bids store the price, asks
-# store minus the price, so one insert/delete routine serves both and touch-level changes shift few elements.
+# store minus the price, so one routine serves both and changes near the touch touch the array's end.
+# A removed level stays as a tombstone (size 0, key kept, so the array stays sorted for binary search); an
+# insert shifts keys only up to the nearest tombstone and reuses it. Levels near the touch flicker in and out,
+# so most inserts and every delete cost O(1) instead of a shift of the whole book. Invariants: keys[:n] strictly
+# ascending; keys[n-1] is a live level (trailing tombstones are trimmed); count = [n, tombstones].
 
 
 @njit(cache=True)
-def _set_level(keys, sizes, n, key, size):
-    """Set the size at `key` (0 removes the level); returns the (possibly grown) arrays and the new count."""
+def _compact(keys, sizes, count):
+    n = count[0]
+    w = 0
+    for r in range(n):
+        if sizes[r] != 0.0:
+            keys[w] = keys[r]
+            sizes[w] = sizes[r]
+            w += 1
+    count[0] = w
+    count[1] = 0
+
+
+@njit(cache=True)
+def _set_level(keys, sizes, count, key, size):
+    """Set the size at `key` (0 removes the level); returns the arrays (grown when full)."""
+    n = count[0]
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -391,14 +409,47 @@ def _set_level(keys, sizes, n, key, size):
             hi = mid
     if lo < n and keys[lo] == key:
         if size == 0.0:
-            for j in range(lo, n - 1):
-                keys[j] = keys[j + 1]
-                sizes[j] = sizes[j + 1]
-            return keys, sizes, n - 1
-        sizes[lo] = size
-        return keys, sizes, n
+            if sizes[lo] != 0.0:
+                sizes[lo] = 0.0
+                count[1] += 1
+                while n > 0 and sizes[n - 1] == 0.0:  # keep the best level live
+                    n -= 1
+                    count[1] -= 1
+                count[0] = n
+                if count[1] > 64 and 2 * count[1] > n:
+                    _compact(keys, sizes, count)
+        else:
+            if sizes[lo] == 0.0:
+                count[1] -= 1
+            sizes[lo] = size
+        return keys, sizes
     if size == 0.0:  # removing a level the book does not hold: Binance sends these, nothing to do
-        return keys, sizes, n
+        return keys, sizes
+    if lo < n and count[1] > 0:
+        # Nearest tombstone above (at or after lo) or below (before lo): shift only the keys in between.
+        up = lo
+        down = lo - 1
+        while up < n or down >= 0:
+            if up < n:
+                if sizes[up] == 0.0:
+                    for j in range(up, lo, -1):
+                        keys[j] = keys[j - 1]
+                        sizes[j] = sizes[j - 1]
+                    keys[lo] = key
+                    sizes[lo] = size
+                    count[1] -= 1
+                    return keys, sizes
+                up += 1
+            if down >= 0:
+                if sizes[down] == 0.0:
+                    for j in range(down, lo - 1):
+                        keys[j] = keys[j + 1]
+                        sizes[j] = sizes[j + 1]
+                    keys[lo - 1] = key
+                    sizes[lo - 1] = size
+                    count[1] -= 1
+                    return keys, sizes
+                down -= 1
     if n == keys.shape[0]:
         grown_keys = np.empty(2 * n + 16, dtype=np.float64)
         grown_sizes = np.empty(2 * n + 16, dtype=np.float64)
@@ -410,25 +461,32 @@ def _set_level(keys, sizes, n, key, size):
         sizes[j] = sizes[j - 1]
     keys[lo] = key
     sizes[lo] = size
-    return keys, sizes, n + 1
+    count[0] = n + 1
+    return keys, sizes
 
 
 @njit(cache=True)
-def _apply_levels(bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na, side, price, qty, start, stop):
+def _apply_levels(
+    bid_keys, bid_sizes, bid_count, ask_keys, ask_sizes, ask_count, side, price, qty, start, stop
+):
     for j in range(start, stop):
         if side[j] > 0:
-            bid_keys, bid_sizes, nb = _set_level(bid_keys, bid_sizes, nb, price[j], qty[j])
+            bid_keys, bid_sizes = _set_level(bid_keys, bid_sizes, bid_count, price[j], qty[j])
         else:
-            ask_keys, ask_sizes, na = _set_level(ask_keys, ask_sizes, na, -price[j], qty[j])
-    return bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na
+            ask_keys, ask_sizes = _set_level(ask_keys, ask_sizes, ask_count, -price[j], qty[j])
+    return bid_keys, bid_sizes, ask_keys, ask_sizes
 
 
 @njit(cache=True)
-def _write_top(keys, sizes, n, sign, out_px, out_sz, row, depth):
+def _write_top(keys, sizes, count, sign, out_px, out_sz, row, depth):
+    r = count[0] - 1
     for k in range(depth):
-        if k < n:
-            out_px[row, k] = sign * keys[n - 1 - k]
-            out_sz[row, k] = sizes[n - 1 - k]
+        while r >= 0 and sizes[r] == 0.0:
+            r -= 1
+        if r >= 0:
+            out_px[row, k] = sign * keys[r]
+            out_sz[row, k] = sizes[r]
+            r -= 1
         else:
             out_px[row, k] = np.nan
             out_sz[row, k] = 0.0
@@ -441,8 +499,8 @@ def _replay(kinds, indices, ts, recv, last_id, offsets, side, price, qty, grid_u
     bid_sizes = np.empty(1024, dtype=np.float64)
     ask_keys = np.empty(1024, dtype=np.float64)
     ask_sizes = np.empty(1024, dtype=np.float64)
-    nb = 0
-    na = 0
+    bid_count = np.zeros(2, dtype=np.int64)
+    ask_count = np.zeros(2, dtype=np.int64)
     out_ts = np.empty(max_rows, dtype=np.int64)
     out_recv = np.empty(max_rows, dtype=np.int64)
     out_id = np.empty(max_rows, dtype=np.int64)
@@ -463,11 +521,21 @@ def _replay(kinds, indices, ts, recv, last_id, offsets, side, price, qty, grid_u
         e = indices[k]
         kind = kinds[k]
         if kind == 0:  # OP_LOAD
-            nb = 0
-            na = 0
+            bid_count[:] = 0
+            ask_count[:] = 0
             valid = False
-            bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na = _apply_levels(
-                bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na, side, price, qty, offsets[e], offsets[e + 1]
+            bid_keys, bid_sizes, ask_keys, ask_sizes = _apply_levels(
+                bid_keys,
+                bid_sizes,
+                bid_count,
+                ask_keys,
+                ask_sizes,
+                ask_count,
+                side,
+                price,
+                qty,
+                offsets[e],
+                offsets[e + 1],
             )
         elif kind == 1:  # OP_APPLY
             t = ts[e]
@@ -476,17 +544,29 @@ def _replay(kinds, indices, ts, recv, last_id, offsets, side, price, qty, grid_u
                     out_ts[rows] = next_tick
                     out_recv[rows] = cur_recv
                     out_id[rows] = cur_id
-                    _write_top(bid_keys, bid_sizes, nb, 1.0, bid_px, bid_sz, rows, depth)
-                    _write_top(ask_keys, ask_sizes, na, -1.0, ask_px, ask_sz, rows, depth)
+                    _write_top(bid_keys, bid_sizes, bid_count, 1.0, bid_px, bid_sz, rows, depth)
+                    _write_top(ask_keys, ask_sizes, ask_count, -1.0, ask_px, ask_sz, rows, depth)
                     rows += 1
                     next_tick += grid_us
             else:
                 valid = True
                 next_tick = -((-t) // grid_us) * grid_us  # first grid time >= t
-            bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na = _apply_levels(
-                bid_keys, bid_sizes, nb, ask_keys, ask_sizes, na, side, price, qty, offsets[e], offsets[e + 1]
+            bid_keys, bid_sizes, ask_keys, ask_sizes = _apply_levels(
+                bid_keys,
+                bid_sizes,
+                bid_count,
+                ask_keys,
+                ask_sizes,
+                ask_count,
+                side,
+                price,
+                qty,
+                offsets[e],
+                offsets[e + 1],
             )
             applied[e] = True
+            nb = bid_count[0]
+            na = ask_count[0]
             if nb > 0:
                 best[e, 0] = bid_keys[nb - 1]
                 best[e, 1] = bid_sizes[nb - 1]
@@ -505,8 +585,8 @@ def _replay(kinds, indices, ts, recv, last_id, offsets, side, price, qty, grid_u
             out_ts[rows] = next_tick
             out_recv[rows] = cur_recv
             out_id[rows] = cur_id
-            _write_top(bid_keys, bid_sizes, nb, 1.0, bid_px, bid_sz, rows, depth)
-            _write_top(ask_keys, ask_sizes, na, -1.0, ask_px, ask_sz, rows, depth)
+            _write_top(bid_keys, bid_sizes, bid_count, 1.0, bid_px, bid_sz, rows, depth)
+            _write_top(ask_keys, ask_sizes, ask_count, -1.0, ask_px, ask_sz, rows, depth)
             rows += 1
             next_tick += grid_us
     return rows, out_ts, out_recv, out_id, bid_px, bid_sz, ask_px, ask_sz, applied, best, crossed
@@ -533,8 +613,8 @@ class OrderBook:
         self._bid_sizes = np.empty(1024)
         self._ask_keys = np.empty(1024)
         self._ask_sizes = np.empty(1024)
-        self._nb = 0
-        self._na = 0
+        self._bid_count = np.zeros(2, dtype=np.int64)
+        self._ask_count = np.zeros(2, dtype=np.int64)
 
     @property
     def synced(self) -> bool:
@@ -570,8 +650,8 @@ class OrderBook:
                 "the book is not in sync (no snapshot yet, or a sequence gap): wait for a snapshot"
             )
         out = [np.empty((1, depth)) for _ in range(4)]
-        _write_top(self._bid_keys, self._bid_sizes, self._nb, 1.0, out[0], out[1], 0, depth)
-        _write_top(self._ask_keys, self._ask_sizes, self._na, -1.0, out[2], out[3], 0, depth)
+        _write_top(self._bid_keys, self._bid_sizes, self._bid_count, 1.0, out[0], out[1], 0, depth)
+        _write_top(self._ask_keys, self._ask_sizes, self._ask_count, -1.0, out[2], out[3], 0, depth)
         return out[0][0], out[1][0], out[2][0], out[3][0]
 
     def _prune(self) -> None:
@@ -591,24 +671,22 @@ class OrderBook:
             if kind == OP_INVALIDATE:
                 continue
             if kind == OP_LOAD:
-                self._nb = 0
-                self._na = 0
+                self._bid_count[:] = 0
+                self._ask_count[:] = 0
             bids, asks = self._payloads.pop(index)
             side, price, qty = _levels_to_arrays(bids, asks)
-            (self._bid_keys, self._bid_sizes, self._nb, self._ask_keys, self._ask_sizes, self._na) = (
-                _apply_levels(
-                    self._bid_keys,
-                    self._bid_sizes,
-                    self._nb,
-                    self._ask_keys,
-                    self._ask_sizes,
-                    self._na,
-                    side,
-                    price,
-                    qty,
-                    0,
-                    len(side),
-                )
+            self._bid_keys, self._bid_sizes, self._ask_keys, self._ask_sizes = _apply_levels(
+                self._bid_keys,
+                self._bid_sizes,
+                self._bid_count,
+                self._ask_keys,
+                self._ask_sizes,
+                self._ask_count,
+                side,
+                price,
+                qty,
+                0,
+                len(side),
             )
 
 

@@ -21,6 +21,8 @@ from feature_store.book import (
     DepthEvents,
     OrderBook,
     Sequencer,
+    _set_level,
+    _write_top,
     rebuild_book,
 )
 
@@ -307,3 +309,49 @@ def test_rebuild_refuses_a_nonpositive_grid():
     with pytest.raises(ValueError, match="grid_ms"):
         rebuild_book(empty, "spot", grid_ms=0)
     assert len(rebuild_book(empty, "spot").samples) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(200, 5000))
+def test_level_storage_with_tombstones_matches_a_dict(seed, n_changes):
+    _check_storage_against_dict(seed, n_changes)
+
+
+def test_level_storage_compacts_a_thinning_deep_book():
+    assert _check_storage_against_dict(seed=7, n_changes=5000)
+
+
+def _check_storage_against_dict(seed: int, n_changes: int) -> bool:
+    """Deep books (up to 400 levels) so that tombstone reuse, trimming and compaction all happen.
+
+    Returns whether a compaction happened."""
+    keys, sizes, count = np.empty(4), np.empty(4), np.zeros(2, dtype=np.int64)
+    ref: dict[float, float] = {}
+    out_px, out_sz = np.empty((1, 400)), np.empty((1, 400))
+    rng = np.random.default_rng(seed)
+    # A drifting touch, changes spread below it; the book fills in the first half and thins in the second.
+    touch = np.cumsum(rng.integers(-2, 3, n_changes)) + 200
+    ticks = np.clip(touch - np.abs(rng.normal(0, 40, n_changes)).astype(int), 0, 399)
+    delete_share = np.where(np.arange(n_changes) < n_changes // 2, 0.1, 0.9)
+    sizes_in = np.where(rng.random(n_changes) < delete_share, 0.0, rng.choice([1.0, 2.5, 4.0], n_changes))
+    compacted = False
+    for step, (tick, size) in enumerate(zip(ticks.tolist(), sizes_in.tolist(), strict=True)):
+        key = float(tick) - 200.0  # negative keys too, as the ask side stores -price
+        before = count[1]
+        keys, sizes = _set_level(keys, sizes, count, key, size)
+        compacted |= before > 64 and count[1] == 0
+        if size == 0.0:
+            ref.pop(key, None)
+        else:
+            ref[key] = size
+        if step % 97 == 0 or step == n_changes - 1:
+            live = keys[: count[0]][sizes[: count[0]] != 0.0]
+            assert (np.diff(keys[: count[0]]) > 0).all()
+            assert count[0] == 0 or sizes[count[0] - 1] != 0.0  # the best level is live
+            assert count[1] == count[0] - len(live)
+            _write_top(keys, sizes, count, 1.0, out_px, out_sz, 0, 400)
+            want = sorted(ref, reverse=True)
+            np.testing.assert_array_equal(out_px[0, : len(want)], want)
+            np.testing.assert_array_equal(out_sz[0, : len(want)], [ref[k] for k in want])
+            assert np.isnan(out_px[0, len(want) :]).all()
+    return compacted

@@ -131,7 +131,9 @@ class CaptureResult:
     # and dates: the lake writer splits them by partition.
     tables: dict[str, pa.Table]
     qc: CaptureQC
+    # Per symbol: the rebuild (per-diff top of book, grid samples) and the parsed depth stream it came from.
     books: dict[str, RebuildResult] = field(default_factory=dict)
+    depth: dict[str, DepthEvents] = field(default_factory=dict)
 
 
 class _Collector:
@@ -464,12 +466,14 @@ def _depth_events(col: _Collector, snaps: list[_Snapshot]) -> DepthEvents:
 def _build(collectors, snapshots, market, rule, grid_ms, qc: CaptureQC) -> CaptureResult:
     parts: dict[str, list[pa.Table]] = {}
     books: dict[str, RebuildResult] = {}
+    depth: dict[str, DepthEvents] = {}
     for sym in sorted(collectors):
         col = collectors[sym]
         base = {"exchange": EXCHANGE, "market": market, "symbol": sym}
         events = _depth_events(col, snapshots.get(sym, []))
         rebuilt = rebuild_book(events, rule, grid_ms=grid_ms, depth=BOOK_LEVELS)
         books[sym] = rebuilt
+        depth[sym] = events
         tables = {
             "book_updates": _book_updates(events, base),
             "book_snapshots": _book_snapshots(rebuilt, base),
@@ -508,7 +512,7 @@ def _build(collectors, snapshots, market, rule, grid_ms, qc: CaptureQC) -> Captu
             trade_id_duplicates=int(len(ids) - len(unique_ids)),
         )
     tables = {name: pa.concat_tables(tabs) for name, tabs in parts.items()}
-    return CaptureResult(tables=tables, qc=qc, books=books)
+    return CaptureResult(tables=tables, qc=qc, books=books, depth=depth)
 
 
 def _table(rtype, columns: dict) -> pa.Table:
