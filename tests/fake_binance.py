@@ -136,6 +136,7 @@ class ServerStats:
     bans_418: int = 0
     max_window_weight: int = 0
     bulk_downloads: int = 0
+    stale_pages: int = 0  # overlapping pages that hold nothing past the cursor (a kind of 'overlap' fault)
     log: list = field(default_factory=list)  # (path, query) of every REST request, in arrival order
 
     @property
@@ -337,8 +338,12 @@ class FakeBinance:
         return self.markets[symbol]
 
     def _overlap_shift(self, start_index: int, limit: int, overlap: bool) -> int:
+        """Where an overlapping page starts: some rows before the cursor, or (1 in 4) a whole page before it."""
         if not overlap or start_index == 0:
             return start_index
+        if start_index >= limit and self.rng.random() < 0.25:
+            self.stats.stale_pages += 1
+            return start_index - limit
         return max(0, start_index - int(self.rng.integers(1, max(2, limit // 2 + 1))))
 
     # REST endpoints

@@ -26,6 +26,7 @@ from feature_store.sources.binance_rest import (
     BinanceRestError,
     FetchStats,
     RestConfig,
+    clear_checkpoints,
     depth_to_book_snapshot,
     fetch_history,
     parse_depth_snapshot,
@@ -149,10 +150,11 @@ def test_faulty_throttled_server_lands_the_ground_truth(market: Market) -> None:
             f"\nfault injection: {s.requests} requests, {s.faults_total} faults ({fault_rate:.0%}) "
             f"{dict(s.faults)}; client retries={stats.retries}, 429 waits={stats.rate_limited_429}, "
             f"throttle waits={stats.throttle_waits} ({stats.throttle_wait_s:.1f}s), "
-            f"overlap rows dropped={stats.overlap_rows_dropped}; max window weight={s.max_window_weight}/{limit}"
+            f"overlap rows dropped={stats.overlap_rows_dropped}, stale pages={s.stale_pages}; max window weight={s.max_window_weight}/{limit}"
         )
         assert fault_rate >= 0.2
         assert set(s.faults) == {"429", "5xx", "timeout", "truncated", "overlap"}
+        assert s.stale_pages > 0  # some overlapping pages held nothing new: the client asked again
         assert s.bans_418 == 0
         assert s.limit_429 == 0  # the client never went over the weight limit on its own
         assert s.max_window_weight <= limit
@@ -226,7 +228,12 @@ def test_killed_run_resumes_without_duplicates_or_holes(market: Market, tmp_path
         again = fetch_history("usdm", "BTCUSDT", start_ms, end_ms, ["aggTrades", "fundingRate"],
                               base_url=server.base_url, lake_root=str(lake_root), config=RestConfig(**config))  # fmt: skip
         assert dict(server.stats.by_path) == {"/fapi/v1/exchangeInfo": 1}
-    assert again["trades"].equals(out["trades"])
+        assert again["trades"].equals(out["trades"])
+        # Forgetting the checkpoints makes the next fetch ask the exchange again, from the start.
+        assert clear_checkpoints(str(lake_root), "usdm", "BTCUSDT") == 2
+        fetch_history("usdm", "BTCUSDT", start_ms, end_ms, ["fundingRate"], base_url=server.base_url,
+                      lake_root=str(lake_root), config=RestConfig(**config))  # fmt: skip
+        assert server.stats.by_path["/fapi/v1/fundingRate"] >= 1
 
 
 def test_ban_stops_the_fetch_with_a_clear_error(market: Market) -> None:

@@ -493,7 +493,11 @@ def premium_index_table(payload: dict, market: str, symbol: str) -> pa.Table:
             "mark_price": _f64([payload["markPrice"]]),
             "index_price": _f64([payload.get("indexPrice")]),
             "est_funding_rate": _f64([payload.get("lastFundingRate")]),
-            "next_funding_ts": np.asarray([int(payload.get("nextFundingTime") or 0) * MS], dtype=np.int64),
+            # 0 or absent (delivery contracts, settled symbols) means no next funding time.
+            "next_funding_ts": pa.array(
+                [int(payload["nextFundingTime"]) * MS if payload.get("nextFundingTime") else None],
+                pa.timestamp("us", tz="UTC"),
+            ),  # fmt: skip
         },
     )
 
@@ -656,6 +660,30 @@ class CheckpointStore:
         write_deltalake(self.cursor_uri, record, mode="append", storage_options=self.lake.storage_options)
 
 
+def clear_checkpoints(lake_root: str, market: str | None = None, symbol: str | None = None) -> int:
+    """Forget checkpointed REST jobs (all, or one market / symbol) so the next fetch asks the exchange again.
+
+    Returns the number of jobs forgotten. Their staged pages are deleted with them.
+    """
+    store = CheckpointStore(lake_root)
+    cursors = store._open(store.cursor_uri)
+    if cursors is None:
+        return 0
+    prefix = "-".join(p for p in (market, symbol.upper() if symbol else None) if p)
+    job_ids = {j for j in cursors.to_pyarrow_dataset().to_table(columns=["job_id"])["job_id"].to_pylist()
+               if j.startswith(prefix)}  # fmt: skip
+    if not job_ids:
+        return 0
+    quoted = ", ".join(f"'{j}'" for j in sorted(job_ids))
+    cursors.delete(f"job_id IN ({quoted})")
+    for table in set(DATASETS.values()) | {"klines"}:
+        pages = store._open(store.pages_uri(table))
+        if pages is not None:
+            pages.delete(f"job_id IN ({quoted})")
+    logger.info(f"forgot {len(job_ids)} checkpointed REST job(s) under {store.lake.root}/state")
+    return len(job_ids)
+
+
 # -- paged jobs ------------------------------------------------------------------------------------------
 @dataclass
 class PageResult:
@@ -698,6 +726,20 @@ class HistoryFetcher:
         self.config = client.config
         self.api = client.api
         self._store_lock = asyncio.Lock()
+        self._stale_pages = 0
+
+    def _stale(self, rows: list, limit: int) -> bool:
+        """A full page with nothing past the cursor: the server sent an overlapping page, not the end of the
+        data. True to ask again (up to a few times), False when the page is short (the data really ends)."""
+        if len(rows) < limit:
+            return False
+        self._stale_pages += 1
+        if self._stale_pages > 5:
+            raise BinanceRestError(
+                f"{self.symbol}: the server keeps answering with pages older than the cursor; "
+                "it is not paging as Binance documents — check the base URL"
+            )
+        return True
 
     @property
     def pair(self) -> str:
@@ -729,8 +771,11 @@ class HistoryFetcher:
             )
             fresh = [r for r in rows if int(r["a"]) >= from_id]
             self.stats.overlap_rows_dropped += len(rows) - len(fresh)
+            if not fresh and self._stale(rows, limit):
+                return PageResult(None, cursor, False, start_ms)  # a full page of old rows: ask again
             if not fresh:
                 return PageResult(None, cursor, True, end_ms)  # nothing newer exists yet
+            self._stale_pages = 0
             if int(fresh[0]["a"]) != from_id:
                 self.stats.id_gaps += 1
                 logger.warning(
@@ -772,8 +817,11 @@ class HistoryFetcher:
             rows = await self.client.get(path, {**params, "startTime": t, "endTime": end_ms - 1}, weight)
             fresh = [r for r in rows if t <= time_of(r) < end_ms]
             self.stats.overlap_rows_dropped += sum(1 for r in rows if time_of(r) < t)
+            if not fresh and all(time_of(r) < t for r in rows) and self._stale(rows, params["limit"]):
+                return PageResult(None, cursor, False, t)  # a full page of old rows: ask again
             if not fresh:
                 return PageResult(None, cursor, True, end_ms)
+            self._stale_pages = 0
             nxt = time_of(fresh[-1]) + 1
             return PageResult(parse(fresh), {"t": nxt}, nxt >= end_ms, nxt)
 
