@@ -15,7 +15,8 @@ Action: MultiDiscrete([n_price, n_size]).
       cross     cancel resting orders and send a market order for target - position.
   Passive orders work the difference to the target on one side (bid when below it, ask when above it). At the
   target the env makes a two-sided market of `quote_fraction` of the cap a side (default one size bucket). An order
-  already resting at the wanted price keeps its queue place (a smaller size is amended, which keeps priority).
+  already resting at the wanted price keeps its queue place while its size is within `requote_tolerance` of the
+  wanted size; otherwise it is amended (a smaller size keeps priority, a larger one goes to the back).
   Orders are clipped so that |position| stays within the cap if they all fill (agent/risk.clip_order_qty).
 
 Reward per step, in units of `reward.scale` x (fraction of the starting equity E0), default 1 bp of E0:
@@ -81,6 +82,9 @@ class EnvConfig:
     passive_ticks: tuple[int, ...] = (2, 5)
     size_buckets_per_side: int = 2
     quote_fraction: float | None = None  # two-sided size at target, fraction of the cap; None = 1 / K
+    # a resting order at the wanted price is kept while its size is within this fraction of the wanted size
+    # (re-sizing up would cost its queue place, and the cap moves a little with equity every step)
+    requote_tolerance: float = 0.1
     regime_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # range, bull, bear
 
     def __post_init__(self) -> None:
@@ -342,15 +346,14 @@ class ScalperEnv(gym.Env):
     def _quote(self, side: int, px_tick: int, qty: float) -> None:
         """Make our resting order on `side` be qty at px_tick, keeping its queue place when the price is unchanged."""
         oid = self._bid_id if side == BUY else self._ask_id
-        live = self._active(oid)
+        o = self._working(oid)
         if qty < self.lot * 0.5:
-            if live:
+            if o is not None:
                 self.sim.cancel(oid)
             return
-        if live:
-            o = self.sim.order(oid)
+        if o is not None:
             if int(round(o["price"] / self.tick)) == px_tick:
-                if abs(o["leaves"] - qty) < 0.5 * self.lot:
+                if abs(o["leaves"] - qty) <= max(0.5 * self.lot, self.config.requote_tolerance * qty):
                     return
                 executed = o["qty"] - o["leaves"]
                 if self.sim.amend(oid, qty=executed + qty):
@@ -372,18 +375,19 @@ class ScalperEnv(gym.Env):
                 out[name] = None
         return out
 
-    def _active(self, oid: int) -> bool:
+    def _working(self, oid: int) -> dict | None:
+        """The order if the agent knows it pending or live with no cancel travelling, else None."""
         if oid < 0:
-            return False
+            return None
         try:
             o = self.sim.order(oid)
         except KeyError:
-            return False
-        return o["status"] in ("pending", "live") and not o["cancel_in_flight"]
+            return None
+        return o if o["status"] in ("pending", "live") and not o["cancel_in_flight"] else None
 
     def _cancel_side(self, side: int) -> None:
         oid = self._bid_id if side == BUY else self._ask_id
-        if self._active(oid):
+        if self._working(oid) is not None:
             self.sim.cancel(oid)
 
     def _enforce_halt(self) -> None:
@@ -415,7 +419,7 @@ class ScalperEnv(gym.Env):
             return 0.0
         m = self.view.market
         j = int(self.view.book_index[self._k])
-        depth = float(np.nansum((m.bid_sz if position > 0 else m.ask_sz)[j, :5]))
+        depth = float((m.bid_sz if position > 0 else m.ask_sz)[j, :5].sum())  # padded levels have size 0
         return abs(position) / depth if depth > 0 else 10.0
 
     def _episode_bonus(self) -> float:
