@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from feature_store.book import REASON_AWAITING_SNAPSHOT, REASON_SEQUENCE_GAP, OrderBook
+from feature_store.lake import Lake
 from feature_store.records import RECORD_TYPES, conform
 from feature_store.sources.binance_capture import CaptureFormatError, load_capture
 
@@ -450,3 +451,20 @@ def test_mark_price_stream_lands_mark_prices_and_the_funding_it_crosses(tmp_path
     row = funding.to_pylist()[0]
     assert _ts_us(funding).tolist() == [funding_ms * 1000]
     assert (row["rate"], row["mark_price"], row["interval_hours"]) == (0.0000276, 28155.1, 8.0)
+
+
+@pytest.mark.parametrize(("path", "market"), [(USDM_SAMPLE, "usdm"), (SPOT_SAMPLE, "spot")])
+def test_every_table_lands_in_a_real_lake_without_quarantine(tmp_path, path, market):
+    lake = Lake(tmp_path / "lake")
+    result = load_capture([path], market)
+    assert set(result.tables) == {"book_updates", "book_snapshots", "trades", "book_tickers"}
+    for name, table in result.tables.items():
+        report = lake.write(name, table)
+        assert (report.rows_written, report.rows_quarantined, report.duplicates_dropped) == (
+            table.num_rows,
+            0,
+            0,
+        )
+        assert lake.read(name).num_rows == table.num_rows
+    snapshot_rows = result.tables["book_updates"].filter(result.tables["book_updates"]["is_snapshot"])
+    assert snapshot_rows.num_rows == 2000  # the recorder's REST snapshot: 1000 levels a side

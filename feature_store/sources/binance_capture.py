@@ -525,6 +525,12 @@ def _table(rtype, columns: dict) -> pa.Table:
 
 
 def _book_updates(events: DepthEvents, base: dict) -> pa.Table:
+    """Long format, in exchange-time order (stable: arrival order within one ts).
+
+    A REST snapshot arrives after diffs with later exchange times (futures: its T is older; spot: its ts is the
+    local receive time), so arrival order would run time backwards; replay by update id, not by row order.
+    """
+    events = events.take(np.argsort(events.ts_us, kind="stable"))
     counts = np.diff(events.level_offsets)
     return _table(
         BookUpdate,
