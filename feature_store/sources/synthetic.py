@@ -182,6 +182,7 @@ class SyntheticConfig:
     P_EXC_JUMP_SELF,
     P_EXC_JUMP_CROSS,
     P_EXC_DECAY,  # per-step multiplicative decay
+    P_EXC_STEP_MEAN,  # mean over the next step of a decaying excitation, relative to its value now
     P_TRADE_LOG_MED_LOTS,
     P_TRADE_SIGMA,
     P_ADD_RATE,  # touch limit adds per step
@@ -217,7 +218,7 @@ class SyntheticConfig:
     P_REG_PREM1,
     P_REG_PREM2,
     N_PARAMS,
-) = range(53)
+) = range(54)
 
 # Float state carried across days.
 (F_H_SLOW, F_H_FAST, F_EXC_BUY, F_EXC_SELL, F_PREM, F_PREM_AVG60, F_PREM_SUM, F_PREM_N) = range(8)
@@ -258,6 +259,8 @@ def _params(cfg: SyntheticConfig, inst: Instrument) -> np.ndarray:
     p[P_EXC_JUMP_SELF] = 0.75 * cfg.trade_branching * beta
     p[P_EXC_JUMP_CROSS] = 0.25 * cfg.trade_branching * beta
     p[P_EXC_DECAY] = math.exp(-beta * dt_s)
+    # integrating the decay over the step keeps the branching ratio exact on any grid (explosive otherwise at 1 s)
+    p[P_EXC_STEP_MEAN] = (1.0 - p[P_EXC_DECAY]) / (beta * dt_s)
     p[P_TRADE_LOG_MED_LOTS] = math.log(cfg.trade_notional_median / lot_notional)
     p[P_TRADE_SIGMA] = cfg.trade_notional_sigma
     depth_lots = cfg.depth_notional / lot_notional
@@ -542,8 +545,8 @@ def _simulate(
             if event_dir < 0:
                 event_k = min(event_k, bb // 2)
         # ---- regular trades at the touch (Hawkes-like intensities), never emptying it
-        lam_buy = mu_trades * buy_share + fst[F_EXC_BUY]
-        lam_sell = mu_trades * (1.0 - buy_share) + fst[F_EXC_SELL]
+        lam_buy = mu_trades * buy_share + fst[F_EXC_BUY] * par[P_EXC_STEP_MEAN]
+        lam_sell = mu_trades * (1.0 - buy_share) + fst[F_EXC_SELL] * par[P_EXC_STEP_MEAN]
         n_reg = min(np.random.poisson((lam_buy + lam_sell) * dt_us * 1e-6), _MAX_REGULAR_TRADES_PER_STEP)
         p_buy = lam_buy / (lam_buy + lam_sell)
         # sorted arrival offsets in [0, 0.9 dt): normalized cumulative exponential spacings
@@ -781,9 +784,11 @@ def simulate_day(
     *,
     n_steps: int | None = None,
     with_tables: bool = True,
+    trade_capacity: int | None = None,
 ) -> SyntheticDay:
     """Simulate `day` from `state` (the market at its 00:00). `n_steps` < a full day simulates only its start
-    (for tests); `with_tables=False` only advances the state (chaining), drawing exactly the same randomness."""
+    (for tests); `with_tables=False` only advances the state (chaining), drawing exactly the same randomness;
+    `trade_capacity` sets the first size of the trade buffers (they grow as needed; the output is the same)."""
     inst = instrument(symbol)
     par = _params(cfg, inst)
     sps = int(par[P_SPS])
@@ -797,7 +802,8 @@ def simulate_day(
     day_start_us = _day_start_us(day)
     book_shape = (n_steps, LEVELS) if with_tables else (1, LEVELS)
     bpx, bsz, apx, asz = (np.empty(book_shape) for _ in range(4))
-    cap = int(n_steps * 4 + 10_000) if with_tables else 1
+    cap = (trade_capacity or int(n_steps * 4 + 10_000)) if with_tables else 1
+    cap = max(cap, sps * _MAX_TRADES_PER_STEP + 1) if with_tables else 1
     tr_ts = np.empty(cap, np.int64)
     tr_px = np.empty(cap)
     tr_qty = np.empty(cap)
