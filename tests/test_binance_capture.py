@@ -136,6 +136,7 @@ def shared_capture(request):
 def test_real_captures_rebuild_without_gaps_or_crossed_books(shared_capture):
     market, paths, result = shared_capture
     qc = result.qc
+    json.dumps(qc.to_dict())  # the QC report is plain JSON
     assert qc.malformed_count == 0 and qc.unsupported == {}
     assert set(qc.recv_ts_unit.values()) == {"ns"}
     (sym_qc,) = qc.symbols.values()
@@ -468,3 +469,44 @@ def test_every_table_lands_in_a_real_lake_without_quarantine(tmp_path, path, mar
         assert lake.read(name).num_rows == table.num_rows
     snapshot_rows = result.tables["book_updates"].filter(result.tables["book_updates"]["is_snapshot"])
     assert snapshot_rows.num_rows == 2000  # the recorder's REST snapshot: 1000 levels a side
+
+
+def _event_line(recv_ns: int, stream: str, data: dict) -> bytes:
+    return f"{recv_ns} {json.dumps({'stream': stream, 'data': data}, separators=(',', ':'))}\n".encode()
+
+
+def test_agg_trades_non_market_prints_and_unsupported_streams_are_counted(tmp_path):
+    # Payload shapes from reference/binance_api.md (aggTrade, futures trade with "X").
+    t0 = 1672515782136
+    agg = [
+        {"e": "aggTrade", "E": t0 + k, "s": "BNBBTC", "a": 12345 + k, "p": "0.001", "q": "100", "f": 100 + 2 * k,
+         "l": 101 + 2 * k, "T": t0 + k, "m": k % 2 == 0, "M": True}
+        for k in range(3)
+    ]  # fmt: skip
+    lines = [_event_line((t0 + k) * 1_000_000, "bnbbtc@aggTrade", d) for k, d in enumerate(agg)]
+    lines.append(
+        _event_line((t0 + 5) * 1_000_000, "bnbbtc@kline_1m", {"e": "kline", "E": t0 + 5, "s": "BNBBTC"})
+    )
+    only_agg = load_capture([_write(tmp_path / "bnbbtc_agg.gz", lines)], "spot")
+    trades = only_agg.tables["trades"]
+    assert trades["trade_id"].to_pylist() == [12345, 12346, 12347]
+    assert trades["side"].to_pylist() == [-1, 1, -1]  # m true: the buyer was the maker, a taker sell
+    assert only_agg.qc.symbols["BNBBTC"].trades_source == "aggTrade"
+    assert only_agg.qc.unsupported == {"kline": 1}
+
+    trade = {"e": "trade", "E": t0, "T": t0, "s": "BNBBTC", "t": 7, "p": "0.001", "q": "1", "m": False}
+    fund = dict(trade, t=8, X="INSURANCE_FUND")
+    lines = [
+        _event_line(t0 * 1_000_000, "bnbbtc@trade", dict(trade, X="MARKET")),
+        _event_line(t0 * 1_000_000 + 1, "bnbbtc@trade", fund),
+        *lines[:1],
+    ]
+    both = load_capture([_write(tmp_path / "bnbbtc_both.gz", lines)], "usdm")
+    sym = both.qc.symbols["BNBBTC"]
+    assert both.tables["trades"]["trade_id"].to_pylist() == [7]
+    assert sym.trades_source == "trade" and sym.trades_landed == 1
+    assert sym.trades_not_landed == {
+        "trade X=INSURANCE_FUND": 1,
+        "aggTrade (the @trade stream of this symbol is landed)": 1,
+    }
+    assert sym.contract_size is None  # BNBBTC is not in instruments.py: reported, the lake quarantines it
