@@ -96,6 +96,9 @@ def test_cross_reaches_the_risk_scaled_target_and_pays_taker_fees(view):
     acct = env.sim.account()
     assert acct.fees_paid == pytest.approx(info["traded_notional"] * env.config.sim.fees.taker)
     assert info["traded_notional"] == pytest.approx(cap_qty * view.mid[k0], rel=2e-3)
+    # holding the position costs the liquidity penalty: (position / visible top-5 bid depth)^2
+    depth = view.market.bid_sz[view.book_index[k0 + 1], :5].sum()
+    assert info["reward_parts"]["liquidity_penalty"] == pytest.approx(0.05 * (cap_qty / depth) ** 2)
     # half the cap short: the cross sells 1.5 caps' worth (at the new step's cap)
     _, _, _, _, info = env.step([CROSS, 1])
     half = math.floor(info["risk"]["cap_notional"] / 2 / view.mid[k0 + 1] / env.lot + 1e-9) * env.lot
@@ -319,3 +322,99 @@ def test_config_errors_say_what_to_change(view):
         env.step([9, 0])
     with pytest.raises(TypeError, match="MarketView"):
         make_env("not data")
+
+
+def test_env_reads_the_lake_through_the_market_view(tmp_path):
+    from feature_store.lake import Lake
+
+    tables = synthetic_tables(0.0, seed=3, minutes=10)
+    lake = Lake(tmp_path / "lake")
+    for name, table in tables.items():
+        if table.num_rows:
+            lake.write(name, table)
+    from_lake = MarketView.from_lake(tmp_path / "lake", "BTCUSDT", "2024-01-01", "2024-01-01")
+    direct = MarketView.from_tables(tables)
+    for name in ("t", "mid", "micro", "macro", "funding", "regime"):
+        np.testing.assert_array_equal(getattr(from_lake, name), getattr(direct, name), err_msg=name)
+    env = make_env(from_lake, EnvConfig(episode_s=60))
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    with pytest.raises(ValueError, match="no usdm book_snapshots"):
+        MarketView.from_lake(tmp_path / "lake", "BTCUSDT", "2024-02-01", "2024-02-02")
+
+
+def test_micro_features_match_a_direct_computation_from_the_raw_tables():
+    tables = synthetic_tables(0.0, seed=4, minutes=5)
+    view = MarketView.from_tables(tables)
+    books, trades = tables["book_snapshots"], tables["trades"]
+    b_recv = books.column("recv_ts").cast("int64").to_numpy()
+    b_seen = np.maximum.accumulate(np.maximum(b_recv, books.column("ts").cast("int64").to_numpy()))
+    bid_px = np.array(books.column("bid_px").to_pylist())
+    ask_px = np.array(books.column("ask_px").to_pylist())
+    bid_sz = np.array(books.column("bid_sz").to_pylist())
+    ask_sz = np.array(books.column("ask_sz").to_pylist())
+    tr_seen = np.maximum.accumulate(trades.column("recv_ts").cast("int64").to_numpy())
+    tr_px, tr_qty = trades.column("price").to_numpy(), trades.column("qty").to_numpy()
+    tr_side = trades.column("side").to_numpy()
+    for k in (1, 7, 100, 250):
+        t, t_prev = int(view.t[k]), int(view.t[k - 1])
+        j = max(i for i in range(len(b_seen)) if b_seen[i] <= t)
+        j_prev = max(i for i in range(len(b_seen)) if b_seen[i] <= t_prev)
+        mid = (bid_px[j, 0] + ask_px[j, 0]) / 2
+        mid_prev = (bid_px[j_prev, 0] + ask_px[j_prev, 0]) / 2
+        in_step = (tr_seen > t_prev) & (tr_seen <= t)
+        buy = float(np.sum((tr_px * tr_qty)[in_step & (tr_side > 0)]))
+        qb, qa = bid_sz[j, 0], ask_sz[j, 0]
+        micro_px = (ask_px[j, 0] * qb + bid_px[j, 0] * qa) / (qb + qa)
+        expected = {
+            "ret_bp": math.log(mid / mid_prev) * 1e4,
+            "spread_bp": (ask_px[j, 0] - bid_px[j, 0]) / mid * 1e4,
+            "imbalance_l1": (qb - qa) / (qb + qa),
+            "imbalance_l5": (bid_sz[j, :5].sum() - ask_sz[j, :5].sum())
+            / (bid_sz[j, :5].sum() + ask_sz[j, :5].sum()),
+            "microprice_bp": (micro_px - mid) / mid * 1e4,
+            "buy_volume": math.log1p(buy / view.config.notional_scale),
+            "trade_count": math.log1p(int(in_step.sum())),
+        }
+        for name, value in expected.items():
+            got = float(view.micro[k, MICRO_FEATURES.index(name)])
+            assert got == pytest.approx(value, rel=1e-5, abs=1e-5), (k, name)
+
+
+def test_the_observation_shows_the_book_the_engine_matches_against(view):
+    env = ScalperEnv(view, EnvConfig(episode_s=60))
+    for seed in range(4):
+        _, info = env.reset(seed=seed)
+        for _ in range(3):
+            k = env._k
+            seen = env.sim.observed_book()
+            np.testing.assert_array_equal(seen[0], view.market.bid_px[view.book_index[k]])
+            np.testing.assert_array_equal(seen[3], view.market.ask_sz[view.book_index[k]])
+            env.step([P_TOUCH, FLAT])
+
+
+def test_onchain_features_appear_only_once_available():
+    from agent.market_view import _onchain_features
+    from feature_store.records import OnChainMetric, table_from_columns
+
+    day = 1_704_067_200_000_000
+    table = table_from_columns(
+        OnChainMetric,
+        dict(
+            exchange="synthetic",
+            market="usdm",
+            symbol="BTCUSDT",
+            ts=np.array([day - 2 * 86_400_000_000, day - 86_400_000_000], dtype=np.int64),
+            recv_ts=np.array([day - 86_400_000_000, day], dtype=np.int64),
+            asset="BTC",
+            metric="tx_count",
+            value=np.array([100.0, 150.0]),
+            available_at=np.array([day - 80_000_000_000, day + 7_200_000_000], dtype=np.int64),
+        ),
+    )
+    t = np.array([day - 90_000_000_000, day, day + 7_199_000_000, day + 7_200_000_000], dtype=np.int64)
+    out = _onchain_features(table, "BTCUSDT", t, ("active_addresses", "tx_count"))
+    assert out[:, :2].tolist() == [[0.0, 0.0]] * 4  # a metric with no rows: unknown throughout
+    assert out[:, 3].tolist() == [0.0, 1.0, 1.0, 1.0]  # known from the first value's available_at on
+    change = math.log1p(150.0) - math.log1p(100.0)
+    assert out[:, 2].tolist() == pytest.approx([0.0, 0.0, 0.0, change])  # the new value counts only once out
