@@ -270,6 +270,8 @@ class ScalperEnv(gym.Env):
             "equity": acct.equity,
             "position": acct.position,
             "mid": float(self.view.mid[k]),
+            # the step's mid log return: the target of the risk head's variance prediction
+            "mid_return": float(np.log(self.view.mid[k] / self.view.mid[k - 1])),
             "regime": REGIMES[self.view.regime[k]],
             "fills": len(res.fills),
             "traded_notional": traded,

@@ -346,8 +346,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _funding_features(market: MarketData, t: np.ndarray, mid: np.ndarray, cfg: ViewConfig) -> np.ndarray:
-    fi = np.searchsorted(market.funding_ts, t, side="right") - 1
-    last_rate = np.where(fi >= 0, market.funding_rate[np.maximum(fi, 0)], 0.0) if fi.size else 0.0
+    if market.funding_ts.shape[0]:
+        fi = np.searchsorted(market.funding_ts, t, side="right") - 1
+        last_rate = np.where(fi >= 0, market.funding_rate[np.maximum(fi, 0)], 0.0)
+    else:
+        last_rate = np.zeros(t.shape[0])
     interval_us = int(cfg.funding_interval_h * 3600 * SEC_US)
     # Binance settles on a fixed UTC grid (00/08/16 h for 8 h intervals)
     to_next = (interval_us - (t % interval_us)) / interval_us
@@ -357,7 +360,7 @@ def _funding_features(market: MarketData, t: np.ndarray, mid: np.ndarray, cfg: V
         premium = (mark - mid) / mid * 1e4
     else:
         premium = np.zeros_like(mid)
-    return np.column_stack([np.broadcast_to(last_rate, t.shape) * 1e4, to_next, premium])
+    return np.column_stack([last_rate * 1e4, to_next, premium])
 
 
 def _slog(x: np.ndarray) -> np.ndarray:

@@ -418,3 +418,40 @@ def test_onchain_features_appear_only_once_available():
     assert out[:, 3].tolist() == [0.0, 1.0, 1.0, 1.0]  # known from the first value's available_at on
     change = math.log1p(150.0) - math.log1p(100.0)
     assert out[:, 2].tolist() == pytest.approx([0.0, 0.0, 0.0, change])  # the new value counts only once out
+
+
+def test_a_liquidation_ends_the_episode():
+    from agent.market_view import ViewConfig
+    from agent.sim.market import MarketData
+
+    n = 6000  # 600 s of 100 ms books: flat for 200 s, then down 8 % over 300 s
+    ts = 1_704_067_200_000_000 + np.arange(n, dtype=np.int64) * 100_000
+    fall = 0.08 * np.clip((np.arange(n) - 2000) / 3000, 0, 1)
+    mid = np.round(60_000.0 * (1 - fall), 1)
+    levels = np.arange(20) * 0.1
+    market = MarketData.from_arrays(
+        "BTCUSDT",
+        ts,
+        bid_px=mid[:, None] - 0.1 - levels,
+        bid_sz=np.full((n, 20), 50.0),
+        ask_px=mid[:, None] + levels,
+        ask_sz=np.full((n, 20), 50.0),
+    )
+    view = MarketView.build(market, None, ViewConfig(micro_window=10, macro_horizons_s=(60.0,)))
+    sim = SimConfig(margin=MarginConfig(leverage=20.0))
+    risk = RiskConfig(
+        max_leverage=10.0, max_notional=1e9, target_risk=1.0, daily_loss_cap=0.0, max_drawdown=0.0
+    )
+    env = ScalperEnv(view, EnvConfig(episode_s=500, sim=sim, risk=risk))
+    env.reset(options={"start_step": 50})
+    _, _, term, _, info = env.step([CROSS, FULL_LONG])
+    entry_notional = info["traded_notional"]
+    assert info["position"] > 0 and info["risk"]["leverage_cap"] == 10.0
+    while not term:
+        _, _, term, trunc, info = env.step([P_NONE, FLAT])
+        assert not trunc, "an 8 % fall must liquidate a 10x long on 20x isolated margin"
+    assert info["liquidated"] and info["position"] == 0.0
+    stats = info["episode_stats"]
+    assert stats["liquidations"] == 1
+    # isolated margin: the loss is the position's initial margin (notional / 20) and the taker fee, no more
+    assert -stats["pnl"] == pytest.approx(entry_notional / 20 + stats["fees"], rel=1e-6)
