@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +24,11 @@ from fake_binance import HOUR_MS, FakeBinance, FaultPlan, Market, make_market
 from feature_store.lake import Lake, validate
 from feature_store.records import BookSnapshot, BookUpdate
 from feature_store.sources.binance_rest import (
+    MARKETS,
     BinanceBannedError,
     BinanceRestError,
     FetchStats,
+    HistoryFetcher,
     RestConfig,
     clear_checkpoints,
     depth_to_book_snapshot,
@@ -317,3 +321,20 @@ def test_recorded_exchange_info_gives_the_weight_rule() -> None:
     (_, _, spot), *_ = recorded("BINANCE.0.gz")
     rule = weight_rule_from_exchange_info(spot)
     assert (rule.limit, rule.window_s) == (1200, 60)
+
+
+def test_only_finished_bars_are_fetched() -> None:
+    """The bar in progress is cut off: minute, hour, Monday-aligned week and calendar month boundaries."""
+    now = datetime(2024, 8, 8, 13, 45, 10, 123_000, tzinfo=UTC)  # a Thursday
+    client = SimpleNamespace(server_now_ms=lambda: int(now.timestamp() * 1000), stats=FetchStats(),
+                             config=RestConfig(), api=MARKETS["usdm"])  # fmt: skip
+    fetcher = HistoryFetcher(client, "usdm", "BTCUSDT", None)
+    expected = {
+        "1m": datetime(2024, 8, 8, 13, 45, tzinfo=UTC),
+        "1h": datetime(2024, 8, 8, 13, tzinfo=UTC),
+        "1d": datetime(2024, 8, 8, tzinfo=UTC),
+        "1w": datetime(2024, 8, 5, tzinfo=UTC),
+        "1M": datetime(2024, 8, 1, tzinfo=UTC),
+    }
+    for interval, boundary in expected.items():
+        assert fetcher._finished_bar_end(interval) == int(boundary.timestamp() * 1000), interval

@@ -851,9 +851,14 @@ class HistoryFetcher:
         )
 
     def _finished_bar_end(self, interval: str) -> int:
+        """Open time of the bar in progress (server clock): bars before it are final."""
         now = self.client.server_now_ms()
-        step = INTERVAL_MS.get(interval, 24 * HOUR_MS)
-        return now - now % step
+        if interval == "1M":
+            d = datetime.fromtimestamp(now / 1000, UTC)
+            return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+        step = INTERVAL_MS[interval]
+        anchor = 4 * 24 * HOUR_MS if interval == "1w" else 0  # weekly bars open on Mondays (1970-01-05)
+        return now - (now - anchor) % step
 
     def funding_job(self, start_ms: int, end_ms: int) -> Job:
         self._require("funding", "fundingRate")
