@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from fake_binance import FakeBinance
 
 from feature_store.lake import Lake
 from feature_store.sources.binance_bulk import (
+    BinanceBulkSource,
     BulkFileMissingError,
     ChecksumMismatchError,
     bulk_path,
@@ -339,3 +340,13 @@ def test_klines_csv_parses() -> None:
         "close": [60005.5],
         "trade_count": [321],
     }
+
+
+def test_bulk_source_loads_one_day(archive) -> None:
+    server, truth = archive
+    source = BinanceBulkSource(kinds=("aggTrades", "metrics"), base_url=server.base_url)
+    assert source.tables() == ("trades", "open_interest")
+    out = source.load_day("BTCUSDT", date(2024, 8, 8))
+    assert out["trades"].num_rows == 400 and out["open_interest"].num_rows == 288
+    with pytest.raises(ValueError, match="same table.*trades.*pick one"):
+        BinanceBulkSource(kinds=("aggTrades", "trades"))

@@ -27,6 +27,7 @@ from feature_store.sources.binance_rest import (
     MARKETS,
     BinanceBannedError,
     BinanceRestError,
+    BinanceRestSource,
     FetchStats,
     HistoryFetcher,
     RestConfig,
@@ -338,3 +339,12 @@ def test_only_finished_bars_are_fetched() -> None:
     }
     for interval, boundary in expected.items():
         assert fetcher._finished_bar_end(interval) == int(boundary.timestamp() * 1000), interval
+
+
+def test_rest_source_loads_one_day(market: Market) -> None:
+    day = datetime.fromtimestamp(market.funding[10]["fundingTime"] / 1000, UTC).date()
+    with FakeBinance({"BTCUSDT": market}) as server:
+        source = BinanceRestSource(what=("fundingRate",), base_url=server.base_url, config=fast_config())
+        assert source.tables() == ("funding_rates",)
+        out = source.load_day("BTCUSDT", day)
+    assert [d for d in out["funding_rates"]["date"].to_pylist()] == [day.isoformat()] * 3

@@ -15,6 +15,7 @@ from feature_store.sources.onchain import (
     BlockchainInfoCharts,
     CoinMetricsCommunity,
     OnChainError,
+    OnChainSource,
     fetch_onchain,
 )
 
@@ -95,3 +96,12 @@ def test_blockchain_info_chart_with_custom_lag(providers) -> None:
         )
     with pytest.raises(ValueError, match="unknown on-chain provider"):
         fetch_onchain("glassnode", "btc", ["x"], "2024-02-03", "2024-02-05")
+
+
+def test_onchain_source_loads_the_base_asset_of_a_symbol(providers) -> None:
+    server, rows = providers
+    source = OnChainSource("coinmetrics", metrics=("PriceUSD",), base_url=server.base_url + "/v4")
+    source.provider.window_s, source.provider.backoff_s = 0.2, 0.01
+    out = source.load_day("BTCUSD_PERP", date(2024, 2, 1))["onchain_metrics"]
+    assert out["symbol"].to_pylist() == ["BTCUSD_PERP"] and out["market"].to_pylist() == ["coinm"]
+    assert out["value"].to_pylist() == [float(dict(rows)["2024-02-01"]["PriceUSD"])]

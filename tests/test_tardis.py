@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from feature_store.lake import Lake
-from feature_store.sources.tardis import TardisFormatError, kind_of, load_tardis
+from feature_store.sources.tardis import TardisFormatError, TardisSource, kind_of, load_tardis
 
 T0 = 1_722_470_400_000_000  # 2024-08-01 00:00:00 UTC in µs
 TICK = 0.1
@@ -282,3 +283,12 @@ def test_format_errors_name_the_file(tmp_path: Path) -> None:
         load_tardis(bad)
     with pytest.raises(TardisFormatError, match="not a readable Tardis CSV"):
         load_tardis(bad, kind="incremental_book_L2")
+
+
+def test_tardis_source_finds_the_day_files(l2_file) -> None:
+    path, _ = l2_file
+    source = TardisSource(path.parent, kinds=("incremental_book_L2", "trades"))
+    assert source.tables() == ("book_updates", "book_snapshots", "trades")
+    out = source.load_day("btcusdt", date(2024, 8, 1))
+    assert set(out) == {"book_updates", "book_snapshots"}  # no trades file that day: no trades table
+    assert source.load_day("BTCUSDT", date(2024, 8, 2)) == {}

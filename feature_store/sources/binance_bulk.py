@@ -574,3 +574,50 @@ def load_bulk(
         f"{market} {symbol} {kind} {first}..{last}: {table.num_rows:,} rows from {len(tables)} file(s)"
     )
     return _sort_by_time(table, spec)
+
+
+class BinanceBulkSource:
+    """The sources.Source interface over `load_bulk`: one (symbol, UTC day) per call, one file per kind.
+
+    Monthly-only kinds (fundingRate) read the month's file and keep the day; give cache_dir so the month is
+    downloaded once. Days the archive lacks are skipped with a warning (skip_missing) rather than failing.
+    """
+
+    name = "binance-bulk"
+
+    def __init__(
+        self,
+        market: str = "usdm",
+        kinds: tuple[str, ...] = ("aggTrades", "bookTicker", "metrics"),
+        base_url: str = BASE_URL,
+        cache_dir: str | Path | None = None,
+        skip_missing: bool = True,
+    ):
+        specs = [_kind(k, market) for k in kinds]
+        tables = [s.table for s in specs]
+        clash = sorted({t for t in tables if tables.count(t) > 1})
+        if clash:
+            raise ValueError(
+                f"kinds {list(kinds)} fill the same table(s) {clash} with different id sequences "
+                "(aggTrades and trades); pick one of them"
+            )
+        self.market, self.kinds, self.base_url = market, tuple(kinds), base_url
+        self.cache_dir, self.skip_missing = cache_dir, skip_missing
+
+    def tables(self) -> tuple[str, ...]:
+        return tuple(KINDS[k].table for k in self.kinds)
+
+    def load_day(self, symbol: str, day) -> dict[str, pa.Table]:
+        return {
+            KINDS[kind].table: load_bulk(
+                self.market,
+                kind,
+                symbol,
+                day,
+                day,
+                base_url=self.base_url,
+                cache_dir=self.cache_dir,
+                skip_missing=self.skip_missing,
+            )  # fmt: skip
+            for kind in self.kinds
+        }

@@ -328,3 +328,31 @@ def fetch_onchain(
             raise ValueError(f"unknown on-chain provider {provider!r}; use one of {', '.join(PROVIDERS)}")
         provider = cls(base_url=base_url, lag=lag)
     return provider.fetch(asset, metrics, start, end, symbols)
+
+
+class OnChainSource:
+    """The sources.Source interface over `fetch_onchain`: one (symbol, UTC day) per call, for the symbol's base
+    asset (BTCUSDT -> btc)."""
+
+    name = "onchain"
+
+    def __init__(
+        self,
+        provider: str = CoinMetricsCommunity.name,
+        metrics: tuple[str, ...] = ("AdrActCnt", "TxCnt"),
+        base_url: str | None = None,
+        lag: timedelta | None = None,
+    ):
+        cls = PROVIDERS.get(provider)
+        if cls is None:
+            raise ValueError(f"unknown on-chain provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+        self.provider = cls(base_url=base_url, lag=lag)
+        self.metrics = tuple(metrics)
+
+    def tables(self) -> tuple[str, ...]:
+        return ("onchain_metrics",)
+
+    def load_day(self, symbol: str, day) -> dict[str, pa.Table]:
+        inst = INSTRUMENTS.get(symbol.upper()) or instrument(symbol, "spot")
+        table = self.provider.fetch(inst.base.lower(), list(self.metrics), day, day, symbols=[inst.symbol])
+        return {"onchain_metrics": table}

@@ -420,3 +420,37 @@ def load_tardis(
             out.setdefault(name, []).append(table)
         logger.info(f"{path}: " + ", ".join(f"{k}={v.num_rows:,}" for k, v in tables.items()))
     return {name: pa.concat_tables(tables) for name, tables in out.items()}
+
+
+class TardisSource:
+    """The sources.Source interface over a folder of Tardis 'datasets' downloads, named as Tardis names them:
+    <exchange>_<data type>_<YYYY-MM-DD>_<SYMBOL>.csv.gz. A day without a file of some type yields no table of it."""
+
+    name = "tardis"
+
+    def __init__(
+        self,
+        folder: str | Path,
+        kinds: tuple[str, ...] = KINDS,
+        market: str | None = None,
+        grid_ms: int = 100,
+    ):
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown Tardis kind(s) {unknown}; use {KINDS}")
+        self.folder, self.kinds, self.market, self.grid_ms = Path(folder), tuple(kinds), market, grid_ms
+
+    def tables(self) -> tuple[str, ...]:
+        names = {"incremental_book_L2": ("book_updates", "book_snapshots"), "book_snapshot_25": ("book_snapshots",),
+                 "trades": ("trades",), "derivative_ticker": ("mark_prices", "open_interest")}  # fmt: skip
+        return tuple(dict.fromkeys(t for k in self.kinds for t in names[k]))
+
+    def load_day(self, symbol: str, day) -> dict[str, pa.Table]:
+        paths = []
+        for kind in self.kinds:
+            found = sorted(self.folder.glob(f"*_{kind}_{day.isoformat()}_{symbol.upper()}.csv*"))
+            paths += found
+        if not paths:
+            logger.warning(f"{self.folder}: no Tardis file for {symbol} on {day}")
+            return {}
+        return load_tardis(paths, market=self.market, grid_ms=self.grid_ms, progress=False)
