@@ -380,6 +380,21 @@ def test_funding_mark_and_onchain_tables():
     assert values["active_addresses"] > 0 and values["tx_count"] > 0
 
 
+@pytest.mark.parametrize(
+    ("symbol", "market", "tick", "start"),
+    [("ETHUSDT", "usdm", 0.01, 3000.0), ("BTCUSD_PERP", "coinm", 0.1, 60000.0)],
+)
+def test_other_instruments_get_valid_books_on_their_grid(symbol, market, tick, start):
+    cfg = SyntheticConfig(epoch=DAY, start_price=start)
+    result = simulate_day(cfg, symbol, DAY, initial_state(cfg, symbol), n_steps=3000)
+    _, bpx, bsz, apx, _ = _book(result)
+    assert set(result.tables["trades"]["market"].unique().to_pylist()) == {market}
+    assert np.all(bpx[:, 0] < apx[:, 0]) and np.all(np.diff(bpx, axis=1) < 0)
+    assert np.allclose(np.round(bpx / tick), bpx / tick, atol=1e-6)
+    assert abs(bpx[-1, 0] / start - 1.0) < 0.05
+    assert (np.round((apx[:, 0] - bpx[:, 0]) / tick) == 1).mean() > 0.9
+
+
 def test_refusals_name_the_fix():
     source = SyntheticSource(SyntheticConfig(epoch=DAY))
     with pytest.raises(UnknownSymbolError, match="instruments.py"):
@@ -390,6 +405,8 @@ def test_refusals_name_the_fix():
         SyntheticConfig(grid_ms=300)
     with pytest.raises(ValueError, match="signal_strength"):
         SyntheticConfig(signal_strength=2.0)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        source.load_day(SYMBOL, "March 1st")
     assert SyntheticSource.name == "synthetic"
 
 

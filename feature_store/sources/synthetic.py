@@ -54,6 +54,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ import pyarrow as pa
 from numba import njit
 
 from feature_store import records
-from feature_store.instruments import Instrument, instrument
+from feature_store.instruments import Instrument, UnknownSymbolError, instrument
 
 # Bump when the model changes: cached end-of-day states of an older model are then ignored.
 MODEL_VERSION = 1
@@ -721,7 +722,7 @@ class MarketState:
 
 def initial_state(cfg: SyntheticConfig, symbol: str) -> MarketState:
     """The market at the epoch's 00:00: a one-tick book around start_price in the range regime, long-run means."""
-    inst = instrument(symbol)
+    inst = _perpetual(symbol)
     par = _params(cfg, inst)
     rng = np.random.default_rng(_seed_words(cfg.seed, symbol, cfg.first_day, "initial"))
     tpu = par[P_TPU]
@@ -789,7 +790,7 @@ def simulate_day(
     """Simulate `day` from `state` (the market at its 00:00). `n_steps` < a full day simulates only its start
     (for tests); `with_tables=False` only advances the state (chaining), drawing exactly the same randomness;
     `trade_capacity` sets the first size of the trade buffers (they grow as needed; the output is the same)."""
-    inst = instrument(symbol)
+    inst = _perpetual(symbol)
     par = _params(cfg, inst)
     sps = int(par[P_SPS])
     full = SECONDS_PER_DAY * sps
@@ -1008,7 +1009,8 @@ class SyntheticSource:
         return TABLES
 
     def load_day(self, symbol: str, day: dt.date) -> dict[str, pa.Table]:
-        symbol = instrument(symbol).symbol  # UnknownSymbolError for an unknown symbol
+        symbol = _perpetual(symbol).symbol  # UnknownSymbolError for an unknown symbol
+        day = _as_date(day)
         state = self.state_at(symbol, day)
         result = simulate_day(self.config, symbol, day, state)
         self._remember(symbol, day + dt.timedelta(days=1), result.end_state)
@@ -1016,9 +1018,8 @@ class SyntheticSource:
 
     def state_at(self, symbol: str, day: dt.date) -> MarketState:
         """The market at `day` 00:00 UTC, chained from the epoch through every day between."""
-        if isinstance(day, dt.datetime):
-            day = day.date()
-        symbol = instrument(symbol).symbol
+        day = _as_date(day)
+        symbol = _perpetual(symbol).symbol
         epoch = self.config.first_day
         if day < epoch:
             raise ValueError(
@@ -1066,6 +1067,28 @@ class SyntheticSource:
         path = self._cache_path(symbol, day)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent writers never share a temp file
             tmp.write_text(text)
             tmp.replace(path)
+
+
+def _as_date(day: dt.date | dt.datetime | str) -> dt.date:
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, str):
+        try:
+            return dt.date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"day {day!r} is not a date; use YYYY-MM-DD") from None
+    return day
+
+
+def _perpetual(symbol: str) -> Instrument:
+    """The perpetual named `symbol`, USD-M or coin-M; UnknownSymbolError (naming the fix) otherwise."""
+    try:
+        return instrument(symbol, "usdm")
+    except UnknownSymbolError as usdm_error:
+        try:
+            return instrument(symbol, "coinm")
+        except UnknownSymbolError:
+            raise usdm_error from None
