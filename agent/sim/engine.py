@@ -33,7 +33,15 @@ from agent.sim.exchange import (
     on_trade,
 )
 from agent.sim.fees import FeeConfig
-from agent.sim.latency import REPLAY, LatencyConfig, draw, feed_seen_ts, recorded_latency, seed_rng
+from agent.sim.latency import (
+    REPLAY,
+    LatencyConfig,
+    clock_skew,
+    draw,
+    feed_seen_ts,
+    recorded_latency,
+    seed_rng,
+)
 from agent.sim.margin import MarginConfig, maintenance_margin, unrealized_pnl
 from agent.sim.market import MarketData
 from agent.sim.orders import (
@@ -529,12 +537,15 @@ class Simulator:
         bid_tick, ask_tick = ticks(market.bid_px), ticks(market.ask_px)
         bid_sz = np.where(bid_tick == NO_TICK, 0.0, market.bid_sz)
         ask_sz = np.where(ask_tick == NO_TICK, 0.0, market.ask_sz)
-        book_seen = feed_seen_ts(lat.feed, market.book_ts, market.book_recv_ts, self.seed)
-        trade_seen = feed_seen_ts(lat.feed, market.trade_ts, market.trade_recv_ts, self.seed + 1)
-        # replayed order latency: the recorded one-way latency of whatever has receive times
+        # replayed latencies: the recorded one-way latency of whatever has receive times, clock skew removed
         src_ts = np.concatenate([market.book_ts, market.trade_ts])
         src_recv = np.concatenate([market.book_recv_ts, market.trade_recv_ts])
-        lat_ts, lat_v = recorded_latency(src_ts, src_recv)
+        self.skew_us = clock_skew(src_ts, src_recv)
+        book_seen = feed_seen_ts(lat.feed, market.book_ts, market.book_recv_ts, self.seed, self.skew_us)
+        trade_seen = feed_seen_ts(
+            lat.feed, market.trade_ts, market.trade_recv_ts, self.seed + 1, self.skew_us
+        )
+        lat_ts, lat_v = recorded_latency(src_ts, src_recv, self.skew_us)
         if REPLAY not in (lat.entry.code(), lat.ack.code()):
             lat_ts, lat_v = lat_ts[:0], lat_v[:0]
         self._cfg[0]["mark_from_book"] = int(market.mark_ts.shape[0] == 0)

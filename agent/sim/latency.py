@@ -71,20 +71,32 @@ def draw(kind: int, base_us: float, sigma: float, t: int, rec_ts: np.ndarray, re
     return iv if iv > 0 else 1
 
 
-def recorded_latency(ts: np.ndarray, recv_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The recorded one-way latency series (ts, recv_ts - ts), sorted by ts, negative values clipped to 0."""
+def recorded_latency(ts: np.ndarray, recv_ts: np.ndarray, skew_us: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded one-way latency series (ts, recv_ts + skew_us - ts), sorted by ts, clipped at 0."""
     order = np.argsort(ts, kind="stable")
     t = np.ascontiguousarray(ts[order], dtype=np.int64)
-    lat = np.clip(recv_ts[order] - ts[order], 0, None).astype(np.float64)
+    lat = np.clip(recv_ts[order] + skew_us - ts[order], 0, None).astype(np.float64)
     return t, lat
 
 
-def feed_seen_ts(model: LatencyModel, ts: np.ndarray, recv_ts: np.ndarray, seed: int) -> np.ndarray:
-    """When the agent sees each market-data row. The feed arrives in order (one TCP stream), so the result is
-    made non-decreasing."""
+def clock_skew(ts: np.ndarray, recv_ts: np.ndarray) -> int:
+    """Microseconds to add to recorded receive times so that none is before its exchange time: a recorder whose
+    clock runs behind the exchange's shows negative latencies (the USD-M captures: about -1.3 s). The same
+    correction as hftbacktest's correct_local_timestamp with base latency 0."""
+    if ts.shape[0] == 0:
+        return 0
+    return int(max(0, -int(np.min(recv_ts - ts))))
+
+
+def feed_seen_ts(
+    model: LatencyModel, ts: np.ndarray, recv_ts: np.ndarray, seed: int, skew_us: int = 0
+) -> np.ndarray:
+    """When the agent sees each market-data row. Replay: the recorded receive time corrected by `skew_us` plus
+    base_us. The feed arrives in order (one TCP stream) and never before it happened, so the result is made
+    non-decreasing and at least ts."""
     kind = model.code()
     if kind == REPLAY:
-        seen = recv_ts.astype(np.int64) + int(model.base_us)
+        seen = recv_ts.astype(np.int64) + int(skew_us) + int(model.base_us)
     elif kind == LOGNORMAL:
         rng = np.random.default_rng(seed)
         seen = ts + np.maximum(

@@ -97,8 +97,8 @@ def round_half_away(x: float) -> float:
 def executable_after_trade(front: float, lot: float) -> float:
     """Quantity (in whole lots) that a trade has eaten past the queue ahead; 0 while the queue is not through.
 
-    The front is estimated in floating point, so it counts as through only when it is below -half a lot.
+    The front is an estimate in floating point, so it is counted in whole lots, rounded (half away from zero):
+    through once it is below -half a lot (hftbacktest 2.4.4 counts the same way).
     """
-    if round_half_away(front / lot) < 0.0:
-        return math.floor(-front / lot + 1e-9) * lot
-    return 0.0
+    lots = round_half_away(-front / lot)
+    return lots * lot if lots > 0.0 else 0.0
