@@ -119,6 +119,27 @@ def test_grid_books_equal_an_independent_dict_rebuild(path, market):
         np.testing.assert_array_equal(_levels(snaps, column), [r[k] for r in expected])
 
 
+@pytest.mark.parametrize(("path", "market"), [(USDM_SAMPLE, "usdm"), (SPOT_SAMPLE, "spot")])
+def test_book_updates_hold_every_level_of_every_diff_and_snapshot(path, market):
+    want = []
+    for line in _lines(path):
+        msg = json.loads(line.split(b" ", 1)[1])
+        if "lastUpdateId" in msg:
+            ids, levels, snap = (msg["lastUpdateId"],) * 2 + (-1,), (msg["bids"], msg["asks"]), True
+        elif msg["data"].get("e") == "depthUpdate":
+            d = msg["data"]
+            ids, levels, snap = (d["U"], d["u"], d.get("pu", -1)), (d["b"], d["a"]), False
+        else:
+            continue
+        for side, side_levels in zip((1, -1), levels, strict=True):
+            want += [(*ids, side, float(p), float(q), snap) for p, q in side_levels]
+    updates = load_capture([path], market).tables["book_updates"]
+    columns = ["first_update_id", "last_update_id", "prev_update_id", "side", "price", "qty", "is_snapshot"]
+    got = list(zip(*(updates[c].to_pylist() for c in columns), strict=True))
+    assert sorted(got) == sorted(want)
+    assert (np.diff(_ts_us(updates)) >= 0).all()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Every real capture: gapless, never crossed, all trades landed, top of book equal to bookTicker.
 
