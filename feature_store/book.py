@@ -10,8 +10,9 @@ A broken chain is a sequence gap: it is counted, the book is marked invalid from
 snapshot resyncs it, and no book is sampled in between — a gap is never papered over. Diffs that arrive before a
 usable snapshot are buffered (the recorder takes the snapshot after subscribing), exactly as the docs prescribe.
 
-The book itself (price -> size per side) lives in sorted numpy arrays with the best level at the end, so the
-frequent changes near the touch shift few elements; level updates and grid sampling run in one numba kernel.
+The book itself (price -> size per side) lives in sorted numpy arrays with the best level at the end and removed
+levels left as tombstones (see "Level storage" below), so changes near the touch and deletions are cheap; level
+updates, per-diff top of book, crossed-book checks and grid sampling run in one numba kernel.
 `rebuild_book` is the batch path (a whole capture); `OrderBook` is the incremental one (same sequencer, same
 level code) for callers that see events one at a time.
 """
