@@ -508,12 +508,15 @@ def test_agg_trades_non_market_prints_and_unsupported_streams_are_counted(tmp_pa
     lines.append(
         _event_line((t0 + 5) * 1_000_000, "bnbbtc@kline_1m", {"e": "kline", "E": t0 + 5, "s": "BNBBTC"})
     )
+    partial = {"lastUpdateId": 160, "bids": [["0.0024", "10"]], "asks": [["0.0026", "100"]]}
+    lines.append(_event_line((t0 + 6) * 1_000_000, "bnbbtc@depth5@100ms", partial))
     only_agg = load_capture([_write(tmp_path / "bnbbtc_agg.gz", lines)], "spot")
     trades = only_agg.tables["trades"]
     assert trades["trade_id"].to_pylist() == [12345, 12346, 12347]
     assert trades["side"].to_pylist() == [-1, 1, -1]  # m true: the buyer was the maker, a taker sell
     assert only_agg.qc.symbols["BNBBTC"].trades_source == "aggTrade"
-    assert only_agg.qc.unsupported == {"kline": 1}
+    assert only_agg.qc.unsupported == {"kline": 1, "partial depth (depth5@100ms)": 1}
+    assert only_agg.qc.malformed_count == 0
 
     trade = {"e": "trade", "E": t0, "T": t0, "s": "BNBBTC", "t": 7, "p": "0.001", "q": "1", "m": False}
     fund = dict(trade, t=8, X="INSURANCE_FUND")

@@ -206,6 +206,10 @@ def load_capture(
                     raise CaptureFormatError("the JSON is not an object")
                 if "lastUpdateId" in msg:
                     file_snapshots.append(_parse_snapshot(msg, seq, str(path), line_no, recv))
+                elif _is_partial_depth(msg.get("stream")):
+                    # Top-N book streams (<symbol>@depth5/10/20) look like diffs or snapshots but are neither.
+                    kind = "partial depth (" + msg["stream"].split("@", 1)[1] + ")"
+                    qc.unsupported[kind] = qc.unsupported.get(kind, 0) + 1
                 else:
                     data = msg["data"] if "stream" in msg and "data" in msg else msg
                     _dispatch(data, seq, recv, market, wanted, collectors, qc)
@@ -254,6 +258,13 @@ def load_capture(
     if qc.malformed_count > 5:
         logger.warning("{} malformed capture lines in all (see qc.malformed)", qc.malformed_count)
     return _build(collectors, snapshots, market, rule, grid_ms, qc)
+
+
+def _is_partial_depth(stream: object) -> bool:
+    if not isinstance(stream, str):
+        return False
+    at = stream.find("@depth")
+    return at >= 0 and stream[at + 6 : at + 7].isdigit()
 
 
 class _MarketMismatch(Exception):
