@@ -28,7 +28,7 @@ Model (all in integer ticks and lots; one step = one grid interval, 100 ms by de
   premium reveal the regime within minutes, so a drift would be a real, tradable edge at signal 0. The price of
   exactness: a trend only shows in the typical path (more up-moves than down-moves, a positive median), and the
   more visible it is made (trend_bps_per_hour up) the more of the variance comes from reversals. The defaults keep
-  reversals moderate (1 s excess kurtosis around 100 over days); set trend_bps_per_hour=0 for symmetric regimes.
+  reversals moderate (1 s excess kurtosis about 100-150 over days; bull spells end up in about two of three); set trend_bps_per_hour=0 for symmetric regimes.
 - Planted edge: the direction coin is biased to p_up = 1/2 (1 + signal_strength x DI1), clipped to [0.02, 0.98],
   where DI1 = (qb1 - qa1) / (qb1 + qa1) is the level-1 queue (order-flow) imbalance of the book in force, i.e. of
   the snapshot at the start of the step. Hence E[next step's mid change | book] = signal_strength x DI1 x E|event|
@@ -37,8 +37,8 @@ Model (all in integer ticks and lots; one step = one grid interval, 100 ms by de
 - Funding: a premium (perp over index) follows a mean-reverting process whose level depends on the regime;
   index = mid / (1 + premium), mark = index x (1 + 60 s average premium), funding at 00/08/16 UTC is Binance's
   formula on the period's average premium: avg + clamp(interest - avg, +-0.05 %) (mostly 0.01 %, positive).
-- On-chain: daily active addresses, transaction count and exchange netflow from AR(1) processes tied to the day's
-  trading activity and regime, available the next day at 00:00 UTC plus a provider lag.
+- On-chain: daily active addresses, transaction count and exchange netflow from AR(1) processes nudged by the
+  day's regimes (inflows to exchanges in bear spells), available the next day at 00:00 UTC plus a provider lag.
 
 Continuity across days: a day is simulated from the state at its 00:00 (book ladders, volatility, regime, Hawkes
 excitation, premium and funding accumulators, trade id counter, on-chain states), and its random stream is seeded by
@@ -120,7 +120,7 @@ class SyntheticConfig:
     regime_vol: tuple[float, float, float] = (0.75, 1.1, 1.3)
     regime_activity: tuple[float, float, float] = (0.8, 1.1, 1.3)
     regime_buy_share: tuple[float, float, float] = (0.5, 0.52, 0.48)
-    regime_premium: tuple[float, float, float] = (0.0001, 0.0006, -0.0003)
+    regime_premium: tuple[float, float, float] = (0.0001, 0.0009, -0.0006)
     trend_bps_per_hour: float = 25.0
     # Size of the rare reversal (crash in a bull spell, squeeze in a bear spell) that compensates the trend.
     reversal_bps: float = 30.0
