@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from numba import njit
+from tqdm import tqdm
 
 from feature_store import records
 from feature_store.instruments import Instrument, UnknownSymbolError, instrument
@@ -1037,10 +1038,14 @@ class SyntheticSource:
         if state is None:
             state = initial_state(self.config, symbol)
             self._remember(symbol, epoch, state)
-        while cursor < day:
-            state = simulate_day(self.config, symbol, cursor, state, with_tables=False).end_state
-            cursor += dt.timedelta(days=1)
-            self._remember(symbol, cursor, state)
+        # about a second per day on one core: the first request far from the epoch shows progress
+        with tqdm(total=(day - cursor).days, desc=f"synthetic {symbol}: chaining from {cursor}", unit="day",
+                  disable=(day - cursor).days < 5, leave=False) as progress:  # fmt: skip
+            while cursor < day:
+                state = simulate_day(self.config, symbol, cursor, state, with_tables=False).end_state
+                cursor += dt.timedelta(days=1)
+                self._remember(symbol, cursor, state)
+                progress.update(1)
         return state
 
     def _cache_path(self, symbol: str, day: dt.date) -> Path | None:
