@@ -171,6 +171,9 @@ class FakeBinance:
         self._used = 0
         self._cooldown_until = 0.0
         self._banned_until = 0.0
+        self._deck: list[bool] = []
+        self._kind_turn = 0
+        self._overlaps = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -284,10 +287,18 @@ class FakeBinance:
                             content_type="application/json")  # fmt: skip
 
     def _pick_fault(self, paged: bool) -> str | None:
-        if self.rng.random() >= self.faults.rate:
+        """Faults are dealt from shuffled decks of 20 requests, so every 20 requests carry round(rate * 20)
+        of them (the realized rate is the configured one, not a coin-flip around it), and the kinds take turns."""
+        if not self._deck:
+            faulty = round(self.faults.rate * 20)
+            self._deck = [bool(x) for x in self.rng.permutation([1] * faulty + [0] * (20 - faulty))]
+        if not self._deck.pop():
             return None
         kinds = [k for k in self.faults.kinds if paged or k != "overlap"]
-        return str(self.rng.choice(kinds)) if kinds else None
+        if not kinds:
+            return None
+        self._kind_turn += 1
+        return kinds[self._kind_turn % len(kinds)]
 
     async def _respond(
         self, request: web.Request, weight: int, build, paged: bool = True
@@ -338,10 +349,12 @@ class FakeBinance:
         return self.markets[symbol]
 
     def _overlap_shift(self, start_index: int, limit: int, overlap: bool) -> int:
-        """Where an overlapping page starts: some rows before the cursor, or (1 in 4) a whole page before it."""
+        """Where an overlapping page starts: some rows before the cursor, or (every other time) a whole page
+        before it, which holds nothing past the cursor."""
         if not overlap or start_index == 0:
             return start_index
-        if start_index >= limit and self.rng.random() < 0.25:
+        self._overlaps += 1
+        if start_index >= limit and self._overlaps % 2 == 0:
             self.stats.stale_pages += 1
             return start_index - limit
         return max(0, start_index - int(self.rng.integers(1, max(2, limit // 2 + 1))))
