@@ -278,7 +278,7 @@ class FakeBinance:
         return self._json(
             {"code": -1003, "msg": f"Too much request weight used; current limit is {self.weight_limit}."},
             429,
-            {"Retry-After": f"{retry_after:.3f}"},
+            {"Retry-After": f"{math.ceil(retry_after * 1000) / 1000:.3f}"},  # rounded up, never short
         )
 
     def _json(self, payload, status: int = 200, headers: dict | None = None) -> web.Response:
