@@ -137,7 +137,7 @@ class ScalperEnv(gym.Env):
                 "observation would show a different book than the orders meet; build the view with "
                 "ViewConfig(feed=config.sim.latency.feed)"
             )
-        self.observation_space = observation_space(vc)
+        self.observation_space = observation_space(view)
         self.action_space = spaces.MultiDiscrete([len(self.config.price_actions), self.config.n_size])
         self.risk = RiskManager(self.config.risk, self.step_s)
         self.sim = Simulator()

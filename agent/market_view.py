@@ -10,11 +10,12 @@ Causality: the value at t_k uses only rows the agent has *received* by t_k (rece
 feed-latency model, exactly as the engine releases them), on-chain values only once `available_at` <= t_k, and
 trailing windows only. Nothing is fit on the data (no normalization statistics), so there is nothing to leak.
 
-Regime labels: until the feature store publishes its regime table, the label here is derived causally from the
-trailing `regime_window_s`: z = (sum of step log returns) / sqrt(sum of squared step log returns), a trend
-t-statistic; bull when z > regime_threshold, bear when z < -regime_threshold, else range. Switching the env to
-feature snapshots (feature_store/snapshots.py) means adding a `from_snapshot` constructor here that fills the same
-arrays from the snapshot's tables; nothing else in the env changes.
+Regime labels: from raw tables (`from_tables`, `from_lake`) the label is derived here, causally, from the trailing
+`regime_window_s`: z = (sum of step log returns) / sqrt(sum of squared step log returns), a trend t-statistic;
+bull when z > regime_threshold, bear when z < -regime_threshold, else range. `from_snapshot` reads a feature
+snapshot (feature_store/snapshots.py) instead: the snapshot's published features (train-normalized) are appended
+to the micro columns and its regime labels (fit on train by the feature store) replace the derived ones; the
+replay still runs on the raw tables at the Delta versions the snapshot pinned. Nothing else in the env changes.
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ class ViewConfig:
 
 
 @dataclass(frozen=True)
+class ExternalFeatures:
+    """Feature rows computed elsewhere (e.g. the published dbt features of a snapshot), one per book snapshot:
+    `values[i]` is known at exchange time `ts_us[i]` (sorted)."""
+
+    ts_us: np.ndarray
+    names: tuple[str, ...]
+    values: np.ndarray  # (rows, len(names))
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 2 or self.values.shape != (self.ts_us.shape[0], len(self.names)):
+            raise ValueError(
+                f"ExternalFeatures: values must have shape (rows={self.ts_us.shape[0]}, {len(self.names)}), "
+                f"got {self.values.shape}"
+            )
+        if self.ts_us.shape[0] > 1 and np.any(np.diff(self.ts_us) < 0):
+            raise ValueError("ExternalFeatures: ts_us must be sorted")
+
+
+@dataclass(frozen=True)
 class MarketView:
     """Per-step market arrays on the decision grid (k = 0..n-1) and the MarketData the engine replays."""
 
@@ -115,6 +135,7 @@ class MarketView:
     onchain: np.ndarray  # (n, 2 * len(onchain_metrics)) float32
     sigma: np.ndarray  # trailing per-step realized volatility (fraction), for the risk caps
     regime: np.ndarray  # int8 codes into REGIMES
+    micro_names: tuple[str, ...] = MICRO_FEATURES  # MICRO_FEATURES, then any external feature columns
 
     @property
     def n_steps(self) -> int:
@@ -146,9 +167,64 @@ class MarketView:
         return cls.build(market, onchain, config)
 
     @classmethod
-    def build(
-        cls, market: MarketData, onchain: pa.Table | None = None, config: ViewConfig | None = None
+    def from_snapshot(
+        cls,
+        lake_root,
+        snapshot_id: str,
+        split: str,
+        symbol: str,
+        config: ViewConfig | None = None,
+        expected_schema_hash: str | None = None,
+        market: str = "usdm",
     ) -> MarketView:
+        """A feature snapshot's split (feature_store.snapshots): its published feature columns, normalized with
+        the train-fit statistics, join the micro features; its regime labels replace the derived ones; the
+        replay reads the raw tables of the split's days at the Delta versions the snapshot pinned."""
+        from datetime import date, timedelta
+
+        from feature_store import snapshots
+        from feature_store.lake import Lake
+
+        meta = snapshots.metadata(lake_root, snapshot_id)
+        rows = snapshots.load(
+            lake_root, snapshot_id, split, expected_schema_hash=expected_schema_hash, normalize=True
+        )
+        rows = rows.filter(pc.equal(rows.column("symbol"), symbol)).sort_by("ts_us")
+        if rows.num_rows == 0:
+            raise ValueError(
+                f"snapshot {snapshot_id} split {split!r} has no rows for {symbol!r}; its symbols: {meta['symbols']}"
+            )
+        window, versions = meta["splits"][split], meta["delta_versions"]
+        lake = Lake(lake_root)
+
+        def read(name: str, start: str) -> pa.Table:
+            table = lake.read(name, symbol=symbol, start=start, end=window["end"], version=versions.get(name))
+            return table.filter(pc.equal(table.column("market"), market))
+
+        tables = {
+            n: read(n, window["start"]) for n in ("book_snapshots", "trades", "funding_rates", "mark_prices")
+        }
+        early = (date.fromisoformat(window["start"]) - timedelta(days=3)).isoformat()
+        data = MarketData.from_tables(tables, symbol=symbol, market=market)
+        names = tuple(snapshots.feature_columns(meta))
+        ts = np.ascontiguousarray(rows.column("ts_us").to_numpy(), dtype=np.int64)
+        features = ExternalFeatures(ts, names, snapshots.as_numpy(rows, list(names), dtype=np.float64))
+        labels = rows.column("regime").to_pylist()
+        codes = np.array([REGIMES.index(r) if r in REGIMES else RANGE for r in labels], dtype=np.int8)
+        return cls.build(data, read("onchain_metrics", early), config, features, (ts, codes))
+
+    @classmethod
+    def build(
+        cls,
+        market: MarketData,
+        onchain: pa.Table | None = None,
+        config: ViewConfig | None = None,
+        features: ExternalFeatures | None = None,
+        regime_labels: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> MarketView:
+        """Precompute the per-step arrays. `features`: per-snapshot feature rows from elsewhere (a feature
+        snapshot), appended to the micro columns; `regime_labels`: (ts_us, codes into REGIMES) replacing the
+        derived labels. Both are aligned to the snapshot the agent has seen at each step (its exchange time)."""
         cfg = config or ViewConfig()
         step_us = cfg.step_us
         # the same receive-time model as the engine (agent/sim/engine.Simulator._set_market)
@@ -227,6 +303,9 @@ class MarketView:
         regime = np.full(n, RANGE, dtype=np.int8)
         regime[enough & (z > cfg.regime_threshold)] = BULL
         regime[enough & (z < -cfg.regime_threshold)] = BEAR
+        seen_book_ts = market.book_ts[j]
+        if regime_labels is not None:
+            regime = _asof(regime_labels[0], np.asarray(regime_labels[1], dtype=np.int8), seen_book_ts, RANGE)
 
         macro_cols = []
         for h_s in cfg.macro_horizons_s:
@@ -250,6 +329,10 @@ class MarketView:
             vol_avail >= 10, np.sqrt(_trailing(cum_ret2, vol_w) / np.maximum(vol_avail, 1)), np.nan
         )
 
+        micro_names = MICRO_FEATURES
+        if features is not None:
+            micro = np.column_stack([micro, _asof(features.ts_us, features.values, seen_book_ts, 0.0)])
+            micro_names = (*MICRO_FEATURES, *features.names)
         funding = _funding_features(market, t, mid, cfg)
         onchain_arr = _onchain_features(onchain, market.symbol, t, cfg.onchain_metrics)
         return cls(
@@ -264,6 +347,7 @@ class MarketView:
             onchain=_f32(onchain_arr),
             sigma=sigma,
             regime=regime,
+            micro_names=tuple(micro_names),
         )
 
     # -- per-step access --------------------------------------------------------------------------------------
@@ -307,6 +391,16 @@ class MarketView:
             mark_ts=m.mark_ts[mk],
             mark_px=m.mark_px[mk],
         )
+
+
+def _asof(ts: np.ndarray, values: np.ndarray, at: np.ndarray, missing):
+    """values[last row with ts <= at], `missing` before the first row."""
+    i = np.searchsorted(ts, at, side="right") - 1
+    if ts.shape[0] == 0:
+        return np.full((at.shape[0], *values.shape[1:]), missing, dtype=values.dtype)
+    out = values[np.maximum(i, 0)].copy()
+    out[i < 0] = missing
+    return out
 
 
 def _f32(a: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The observation: its gymnasium Dict space, the name of every column, and how one is assembled per step.
 
 Keys (shapes for the defaults; every value float32, clipped to +-OBS_BOUND):
-  micro [micro_window, 10]  per-step market features, oldest first (agent/market_view.MICRO_FEATURES);
-                            the last row is the current snapshot's features
+  micro [micro_window, 10]  per-step market features, oldest first (view.micro_names: MICRO_FEATURES, then
+                            a feature snapshot's columns when the view has them); the last row is the current
+                            snapshot's features
   macro [21]                trailing aggregates over 1 / 5 / 15 / 60 min, regime one-hot, time of day
   book  [20, 4]             top-20 book relative to mid: bid offset bp, log1p(bid notional / scale), ask offset
                             bp, log1p(ask notional / scale); missing levels are zeros
@@ -18,7 +19,6 @@ from gymnasium import spaces
 from agent.market_view import (
     FEATURE_BOUND,
     FUNDING_FEATURES,
-    MICRO_FEATURES,
     MarketView,
     ViewConfig,
     macro_feature_names,
@@ -52,13 +52,15 @@ def state_feature_names(config: ViewConfig) -> tuple[str, ...]:
     return (*FUNDING_FEATURES, *onchain_feature_names(config.onchain_metrics), *ACCOUNT_FEATURES)
 
 
-def observation_space(config: ViewConfig) -> spaces.Dict:
+def observation_space(view: MarketView) -> spaces.Dict:
+    config = view.config
+
     def box(*shape: int) -> spaces.Box:
         return spaces.Box(-OBS_BOUND, OBS_BOUND, shape=shape, dtype=np.float32)
 
     return spaces.Dict(
         {
-            "micro": box(config.micro_window, len(MICRO_FEATURES)),
+            "micro": box(config.micro_window, len(view.micro_names)),
             "macro": box(len(macro_feature_names(config.macro_horizons_s))),
             "book": box(20, len(BOOK_COLUMNS)),
             "state": box(len(state_feature_names(config))),

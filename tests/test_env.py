@@ -455,3 +455,58 @@ def test_a_liquidation_ends_the_episode():
     assert stats["liquidations"] == 1
     # isolated margin: the loss is the position's initial margin (notional / 20) and the taker fee, no more
     assert -stats["pnl"] == pytest.approx(entry_notional / 20 + stats["fees"], rel=1e-6)
+
+
+def test_external_features_and_regime_labels_join_on_the_seen_snapshot(view):
+    from agent.market_view import ExternalFeatures
+
+    market = view.market
+    ts = market.book_ts[::10]  # one feature row a second
+    values = np.column_stack([np.arange(ts.shape[0], dtype=float), -np.arange(ts.shape[0], dtype=float)])
+    codes = (np.arange(ts.shape[0]) % 3).astype(np.int8)
+    v = MarketView.build(market, None, view.config, ExternalFeatures(ts, ("a", "b"), values), (ts, codes))
+    assert v.micro_names == (*MICRO_FEATURES, "a", "b")
+    seen_ts = market.book_ts[v.book_index]
+    row = np.searchsorted(ts, seen_ts, side="right") - 1
+    np.testing.assert_array_equal(v.micro[:, -2], row.astype(np.float32))
+    np.testing.assert_array_equal(v.regime, codes[row])
+    env = ScalperEnv(v, EnvConfig(episode_s=30))
+    obs, _ = env.reset(seed=0)
+    assert obs["micro"].shape == (60, len(MICRO_FEATURES) + 2) and env.observation_space.contains(obs)
+    with pytest.raises(ValueError, match="shape"):
+        ExternalFeatures(ts, ("a",), values)
+
+
+@pytest.mark.slow
+def test_env_runs_on_a_feature_snapshot():
+    """Uses the dbt-built shared lake of the feature-store tests (built once per process)."""
+    from feature_lake import TEST_DAYS, shared_lake
+
+    from feature_store import snapshots
+
+    lake = shared_lake()
+    splits = dict(train=(TEST_DAYS[0],) * 2, val=(TEST_DAYS[1],) * 2, test=(TEST_DAYS[2],) * 2)
+    sid = snapshots.create(lake.root, **splits)
+    meta = snapshots.metadata(lake.root, sid)
+    v = MarketView.from_snapshot(lake.root, sid, "val", "BTCUSDT")
+    names = snapshots.feature_columns(meta)
+    assert v.micro_names == (*MICRO_FEATURES, *names)
+    assert not any(n.startswith("markout_") for n in v.micro_names)  # labels never enter the observation
+    rows = snapshots.load(lake.root, sid, "val", normalize=True)
+    by_ts = {t: i for i, t in enumerate(rows.column("ts_us").to_pylist())}
+    regimes = rows.column("regime").to_pylist()
+    spread = rows.column("spread_bps").to_numpy()
+    checked = 0
+    for k in range(5_000, v.n_steps, 9_973):
+        i = by_ts.get(int(v.market.book_ts[v.book_index[k]]))
+        if i is None:
+            continue
+        assert REGIMES[v.regime[k]] == regimes[i]
+        assert v.micro[k, v.micro_names.index("spread_bps")] == pytest.approx(spread[i], rel=1e-6)
+        checked += 1
+    assert checked >= 5
+    env = ScalperEnv(v, EnvConfig(episode_s=120))
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
