@@ -7,6 +7,7 @@ plain-dict rebuild of the book following Binance's documented procedure, and gap
 
 from __future__ import annotations
 
+import functools
 import gzip
 import heapq
 import json
@@ -33,6 +34,12 @@ SHARED_CAPTURES = {
     "usdm_ethusdt": ("usdm", ["usdm/ethusdt_20240808.gz"]),
 }
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/binance is not on this machine")
+
+
+@functools.cache
+def _sample(path: Path, market: str):
+    """The intact sample loaded once per test session (results are only read)."""
+    return load_capture([path], market)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -110,7 +117,7 @@ def _reference_grid(lines: list[bytes], market: str, grid_us: int = 100_000):
 
 @pytest.mark.parametrize(("path", "market"), [(USDM_SAMPLE, "usdm"), (SPOT_SAMPLE, "spot")])
 def test_grid_books_equal_an_independent_dict_rebuild(path, market):
-    result = load_capture([path], market)
+    result = _sample(path, market)
     snaps = result.tables["book_snapshots"]
     expected = _reference_grid(_lines(path), market)
     assert snaps.num_rows == len(expected) > 500
@@ -133,7 +140,7 @@ def test_book_updates_hold_every_level_of_every_diff_and_snapshot(path, market):
             continue
         for side, side_levels in zip((1, -1), levels, strict=True):
             want += [(*ids, side, float(p), float(q), snap) for p, q in side_levels]
-    updates = load_capture([path], market).tables["book_updates"]
+    updates = _sample(path, market).tables["book_updates"]
     columns = ["first_update_id", "last_update_id", "prev_update_id", "side", "price", "qty", "is_snapshot"]
     got = list(zip(*(updates[c].to_pylist() for c in columns), strict=True))
     assert sorted(got) == sorted(want)
@@ -229,7 +236,7 @@ def test_a_capture_split_into_two_files_reads_as_one_stream(tmp_path):
     half = len(lines) // 2
     first = _write(tmp_path / "ethusdt_a.gz", lines[:half])
     second = _write(tmp_path / "ethusdt_b.gz", lines[half:])
-    whole = load_capture([SPOT_SAMPLE], "spot")
+    whole = _sample(SPOT_SAMPLE, "spot")
     split = load_capture([first, second], "spot")
     assert split.qc.symbols["ETHUSDT"].book.gaps == 0
     for name, table in whole.tables.items():
@@ -258,7 +265,7 @@ def test_a_deleted_diff_is_a_gap_and_without_a_later_snapshot_the_rest_is_invali
     lines = _lines(path)
     cut, dropped = _delete_diff(lines, after_snapshot=100)
     broken = load_capture([_write(tmp_path / path.name, cut)], market)
-    whole = load_capture([path], market)
+    whole = _sample(path, market)
     book = broken.qc.symbols[next(iter(broken.qc.symbols))].book
     assert book.gaps == 1 and book.resyncs == 0
     previous_diff = max(i for i in range(dropped) if _is_depth(lines[i]))
@@ -316,7 +323,7 @@ def test_a_gap_resyncs_from_the_next_snapshot(tmp_path, path, market):
     arrive = depth_at[depth_at.index(resync_at) + 3]
     cut = lines[:drop] + lines[drop + 1 : arrive + 1] + [snapshot_line] + lines[arrive + 1 :]
     broken = load_capture([_write(tmp_path / path.name, cut)], market)
-    whole = load_capture([path], market)
+    whole = _sample(path, market)
     book = broken.qc.symbols[next(iter(broken.qc.symbols))].book
     assert (book.gaps, book.resyncs, book.syncs, book.crossed_events) == (1, 1, 2, 0)
     gap = book.invalid_intervals[-1]
@@ -478,7 +485,7 @@ def test_mark_price_stream_lands_mark_prices_and_the_funding_it_crosses(tmp_path
 @pytest.mark.parametrize(("path", "market"), [(USDM_SAMPLE, "usdm"), (SPOT_SAMPLE, "spot")])
 def test_every_table_lands_in_a_real_lake_without_quarantine(tmp_path, path, market):
     lake = Lake(tmp_path / "lake")
-    result = load_capture([path], market)
+    result = _sample(path, market)
     assert set(result.tables) == {"book_updates", "book_snapshots", "trades", "book_tickers"}
     for name, table in result.tables.items():
         report = lake.write(name, table)
