@@ -152,6 +152,7 @@ class FakeBinance:
         window_s: float = 1.0,
         faults: FaultPlan | None = None,
         background_weight: int = 0,  # weight another process on the same IP uses in each window
+        weight_factor: float = 1.0,  # charge this multiple of the documented weights (docs out of date)
         files: dict[str, bytes] | None = None,  # data.binance.vision path -> bytes
         bulk_fault_rate: float = 0.0,
         seed: int = 1,
@@ -162,6 +163,7 @@ class FakeBinance:
         self.window_s = window_s
         self.faults = faults or FaultPlan(rate=0.0)
         self.background_weight = background_weight
+        self.weight_factor = weight_factor
         self.files = files or {}
         self.bulk_fault_rate = bulk_fault_rate
         self.rng = np.random.default_rng(seed)
@@ -266,7 +268,7 @@ class FakeBinance:
         window = math.floor(now / self.window_s)
         if window != self._window:
             self._window, self._used = window, self.background_weight
-        self._used += weight
+        self._used += math.ceil(weight * self.weight_factor)
         self.stats.max_window_weight = max(self.stats.max_window_weight, self._used)
         if self._used > self.weight_limit:
             self.stats.limit_429 += 1

@@ -348,3 +348,17 @@ def test_rest_source_loads_one_day(market: Market) -> None:
         assert source.tables() == ("funding_rates",)
         out = source.load_day("BTCUSDT", day)
     assert [d for d in out["funding_rates"]["date"].to_pylist()] == [day.isoformat()] * 3
+
+
+def test_real_limit_429_is_waited_out_without_a_ban(market: Market) -> None:
+    """The server charges 1.5x the documented weights and the client uses the whole budget: it overshoots,
+    gets 429s for real, waits out each Retry-After, and never sends inside one (no 418); the data is exact."""
+    with FakeBinance({"BTCUSDT": market}, weight_limit=200, window_s=1, weight_factor=1.5) as server:
+        start_ms, end_ms = market.agg_trades[0]["T"], market.agg_trades[1200]["T"]
+        stats = FetchStats()
+        out = fetch_history("usdm", "BTCUSDT", start_ms, end_ms, ["aggTrades"], base_url=server.base_url,
+                            config=fast_config(weight_safety=1.0), stats=stats)  # fmt: skip
+        assert server.stats.limit_429 > 0 and stats.rate_limited_429 == server.stats.limit_429
+        assert server.stats.bans_418 == 0
+    expected = truth_trades(market, start_ms, end_ms)
+    assert columns(out["trades"], expected) == expected
