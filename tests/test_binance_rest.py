@@ -362,3 +362,16 @@ def test_real_limit_429_is_waited_out_without_a_ban(market: Market) -> None:
         assert server.stats.bans_418 == 0
     expected = truth_trades(market, start_ms, end_ms)
     assert columns(out["trades"], expected) == expected
+
+
+def test_coin_m_uses_the_dapi_paths() -> None:
+    coin = make_market(symbol="BTCUSD_PERP", n_trades=400, seed=3)
+    with FakeBinance({"BTCUSD_PERP": coin}, weight_limit=600, window_s=1) as server:
+        start_ms, end_ms = coin.agg_trades[0]["T"], coin.agg_trades[-1]["T"] + 1
+        out = fetch_history("coinm", "BTCUSD_PERP", start_ms, end_ms, ["aggTrades", "klines"],
+                            base_url=server.base_url, config=fast_config())  # fmt: skip
+        assert set(server.stats.by_path) == {"/dapi/v1/exchangeInfo", "/dapi/v1/aggTrades", "/dapi/v1/klines"}
+    expected = truth_trades(coin, start_ms, end_ms)
+    assert columns(out["trades"], expected) == expected
+    assert set(out["trades"]["market"].to_pylist()) == {"coinm"}
+    assert out["klines"].num_rows == len([r for r in coin.klines if start_ms <= r[0] < end_ms])
