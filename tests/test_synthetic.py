@@ -10,10 +10,13 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feature_store import records
 from feature_store.instruments import UnknownSymbolError
 from feature_store.sources.synthetic import (
+    I_REGIME,
     REGIMES,
     SyntheticConfig,
     SyntheticSource,
@@ -254,6 +257,60 @@ def test_regimes_switch_with_their_own_volatility_and_a_compensated_trend():
         assert abs(rg.mean()) < 3.0 * se, (REGIMES[g], rg.mean(), se)
         trend_per_s = 150.0 * 1e-4 / 3600.0
         assert trend_per_s > 3.0 * se, "the test would not see an uncompensated trend"
+
+
+def test_a_steep_trend_is_compensated_exactly():
+    """An hour of one unending bull spell with the steepest tilt: without the reversals the climb would be many
+    standard errors; with them the mean 1 s return is indistinguishable from zero."""
+    cfg = SyntheticConfig(
+        epoch=DAY, seed=8, regime_hours=(1e6, 1e6, 1e6), trend_bps_per_hour=5000.0, reversal_bps=25.0
+    )
+    state = initial_state(cfg, SYMBOL)
+    state.istate[I_REGIME] = REGIMES.index("bull")
+    result = simulate_day(cfg, SYMBOL, DAY, state, n_steps=STEPS_PER_HOUR)
+    assert set(np.unique(result.regime)) == {1}
+    r, _ = _one_second_returns(result)
+    se = r.std() / math.sqrt(len(r))
+    reversals = r < -15e-4
+    assert reversals.sum() >= 10
+    assert r[~reversals].mean() > 4.0 * se, "the tilt alone should climb steeply"
+    assert abs(r.mean()) < 3.0 * se, (r.mean(), se)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    grid_ms=st.sampled_from([50, 100, 250, 1000]),
+    signal=st.floats(0.0, 1.0),
+    annual_vol=st.floats(0.05, 3.0),
+    wide=st.floats(0.0, 0.5),
+    trend=st.floats(0.0, 3000.0),
+    reversal=st.floats(2.0, 300.0),
+    gap=st.floats(1.0, 5.0),
+    growth=st.floats(0.0, 1.0),
+)
+def test_book_and_trade_invariants_hold_for_any_knobs(
+    seed, grid_ms, signal, annual_vol, wide, trend, reversal, gap, growth
+):
+    cfg = SyntheticConfig(
+        epoch=DAY, seed=seed, grid_ms=grid_ms, signal_strength=signal, annual_vol=annual_vol,
+        wide_spread_prob=wide, trend_bps_per_hour=trend, reversal_bps=reversal, level_gap_ticks=gap,
+        depth_growth=growth, regime_hours=(0.05, 0.05, 0.05),
+    )  # fmt: skip
+    steps_per_s = 1000 // grid_ms
+    result = simulate_day(cfg, SYMBOL, DAY, initial_state(cfg, SYMBOL), n_steps=120 * steps_per_s)
+    b = result.tables["book_snapshots"]
+    bpx, bsz, apx, asz = (_levels(b, c) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+    assert np.all(bpx[:, 0] < apx[:, 0])
+    assert np.all(np.diff(bpx, axis=1) < 0) and np.all(np.diff(apx, axis=1) > 0)
+    assert np.all(bpx > 0) and np.all(bsz >= LOT) and np.all(asz >= LOT)
+    ts, px, qty, side, _ = _trades(result)
+    bts = b["ts"].cast(pa.int64()).to_numpy()
+    step = (ts - bts[0]) // (grid_ms * 1000)
+    assert np.all((step >= 0) & (step < len(bts)))
+    levels = np.where(side[:, None] > 0, apx[step], bpx[step])
+    assert np.isclose(levels, px[:, None], rtol=0.0, atol=1e-6).any(axis=1).all()
+    assert np.all(qty >= LOT) and np.all(np.diff(ts) >= 0)
 
 
 # ------------------------------------------------------------------------------------------------ the edge
