@@ -375,3 +375,41 @@ def test_coin_m_uses_the_dapi_paths() -> None:
     assert columns(out["trades"], expected) == expected
     assert set(out["trades"]["market"].to_pylist()) == {"coinm"}
     assert out["klines"].num_rows == len([r for r in coin.klines if start_ms <= r[0] < end_ms])
+
+
+def test_checkpoints_from_concurrent_processes_all_land(tmp_path: Path) -> None:
+    """Two fetches (say two Dagster partitions) checkpointing into one lake at once lose nothing."""
+    import threading
+
+    from feature_store.sources.binance_rest import CheckpointStore, agg_trades_table
+
+    rows = [{"a": 1, "p": "1.0", "q": "1.0", "T": 1_722_470_400_000, "m": True}]
+    errors = []
+
+    def run(job: str) -> None:
+        store = CheckpointStore(str(tmp_path / "lake"))
+        try:
+            for seq in range(1, 16):
+                store.save(
+                    job,
+                    "trades",
+                    seq,
+                    agg_trades_table(rows, "usdm", "BTCUSDT"),
+                    {"from_id": seq},
+                    seq,
+                    False,
+                )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"job{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store = CheckpointStore(str(tmp_path / "lake"))
+    for job in ("job0", "job1"):
+        seq, cursor, done, staged = store.load(job, "trades")
+        assert (seq, cursor, done) == (15, {"from_id": 15}, False)
+        assert sum(t.num_rows for t in staged) == 15

@@ -637,12 +637,14 @@ class CheckpointStore:
         if rows is not None and rows.num_rows:
             tagged = rows.append_column("job_id", pa.array([job_id] * rows.num_rows, pa.string()))
             tagged = tagged.append_column("seq", pa.array(np.full(rows.num_rows, seq, dtype=np.int64)))
-            write_deltalake(
-                self.pages_uri(table),
-                tagged,
-                mode="append",
-                partition_by=["job_id"],
-                storage_options=self.lake.storage_options,
+            _retry_commit(
+                lambda: write_deltalake(
+                    self.pages_uri(table),
+                    tagged,
+                    mode="append",
+                    partition_by=["job_id"],
+                    storage_options=self.lake.storage_options,
+                )
             )
         record = pa.Table.from_pylist(
             [
@@ -657,7 +659,29 @@ class CheckpointStore:
             ],
             schema=_CURSOR_SCHEMA,
         )
-        write_deltalake(self.cursor_uri, record, mode="append", storage_options=self.lake.storage_options)
+        _retry_commit(
+            lambda: write_deltalake(
+                self.cursor_uri, record, mode="append", storage_options=self.lake.storage_options
+            )
+        )
+
+
+def _retry_commit(write: Callable[[], object], attempts: int = 12) -> None:
+    """Run a Delta append, retrying when another process committed to the same state table at the same time."""
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except (CommitFailedError, DeltaError) as exc:
+            text = str(exc).lower()
+            conflict = isinstance(exc, CommitFailedError) or any(
+                s in text for s in ("conflict", "concurrent", "already exists", "version")
+            )
+            if not conflict or attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
 def clear_checkpoints(lake_root: str, market: str | None = None, symbol: str | None = None) -> int:
