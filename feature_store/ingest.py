@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import pyarrow.compute as pc
 from loguru import logger
 
 from feature_store.instruments import instrument
@@ -48,11 +49,11 @@ def land_day(
         if table is None:
             continue
         # A source may return neighbouring rows (e.g. a capture crossing midnight); land only this day's.
-        table = table.filter((table["date"] == date) & (table["symbol"] == symbol))
-        landing.reports[name] = lake.write(name, table)
-        # Checks and counters read what was landed, i.e. what every later stage will see.
-        landed[name] = lake.read(name, symbol=symbol, start=date, end=date)
-        landing.checks[name] = partition_checks(name, landed[name])
+        table = table.filter(pc.and_(pc.equal(table["date"], date), pc.equal(table["symbol"], symbol)))
+        report = lake.write(name, table)
+        landing.reports[name] = report
+        landed[name] = report.landed
+        landing.checks[name] = partition_checks(name, report.landed)
     landing.counters = day_counters(landed, inst.tick_size, grid_ms)
     landing.counters["quarantined"] = {n: r.rows_quarantined for n, r in landing.reports.items()}
     landing.metrics_uri = write_metrics(lake, symbol, date, landing.counters)

@@ -46,6 +46,8 @@ class WriteReport:
     reasons: dict[str, int] = field(default_factory=dict)
     partitions: list[tuple[str, str]] = field(default_factory=list)
     version: int | None = None
+    # The rows as landed (valid, deduped, sorted): lets the caller QC them without reading them back.
+    landed: pa.Table | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         quarantined = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
@@ -176,7 +178,7 @@ class Lake:
             expr = e if expr is None else expr & e
         dataset = dt.to_pyarrow_dataset()
         out = dataset.to_table(filter=expr, columns=columns)
-        if "ts" in out.column_names and "symbol" in out.column_names:
+        if "ts" in out.column_names and "symbol" in out.column_names and not _is_sorted(out, by_date=False):
             out = out.sort_by([("symbol", "ascending"), ("ts", "ascending")])
         if rtype is not None and zone == "raw" and columns is None:
             out = conform(rtype, out)
@@ -227,11 +229,13 @@ class Lake:
         data, duplicates = _dedupe(rtype, data)
         reasons = validate(rtype, data, allowed_symbols or set(known_symbols()))
         bad_mask = pc.is_valid(reasons)
-        bad = data.filter(bad_mask)
-        good = data.filter(pc.invert(bad_mask))
-        good = good.sort_by([("symbol", "ascending"), ("date", "ascending"), ("ts", "ascending")])
+        any_bad = bool(pc.any(bad_mask).as_py())
+        bad = data.filter(bad_mask) if any_bad else data.slice(0, 0)
+        good = data.filter(pc.invert(bad_mask)) if any_bad else data
+        if not _is_sorted(good):
+            good = good.sort_by([("symbol", "ascending"), ("date", "ascending"), ("ts", "ascending")])
 
-        partitions = sorted(set(zip(data["symbol"].to_pylist(), data["date"].to_pylist(), strict=True)))
+        partitions = _partitions(data)
         reason_counts: dict[str, int] = {}
         if bad.num_rows:
             bad_reasons = reasons.filter(bad_mask)
@@ -257,6 +261,7 @@ class Lake:
             reasons=reason_counts,
             partitions=partitions,
             version=version,
+            landed=good,
         )
         if bad.num_rows:
             logger.warning(report.summary())
@@ -311,6 +316,43 @@ class Lake:
             return None
 
 
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (in sorted order of the values) and the distinct values of a string column."""
+    encoded = (
+        pc.dictionary_encode(column).combine_chunks()
+        if isinstance(column, pa.ChunkedArray)
+        else (pc.dictionary_encode(column))
+    )
+    values = encoded.dictionary.to_pylist()
+    order = np.argsort(np.array(values, dtype=object)) if values else np.array([], dtype=np.int64)
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values))
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], [values[i] for i in order]
+
+
+def _is_sorted(table: pa.Table, by_date: bool = True) -> bool:
+    """Whether rows are already ordered by (symbol, [date,] ts): checked in O(n), so sorting is rarely paid."""
+    if table.num_rows < 2:
+        return True
+    ts = table["ts"].cast(pa.int64()).to_numpy()
+    sym, _ = _codes(table["symbol"])
+    keys = [sym]
+    if by_date:
+        keys.append(_codes(table["date"])[0])
+    step_ok = np.ones(len(ts) - 1, dtype=bool)
+    same = np.ones(len(ts) - 1, dtype=bool)
+    for key in keys:
+        d = np.diff(key)
+        step_ok &= ~same | (d >= 0)
+        same &= d == 0
+    return bool((step_ok & (~same | (np.diff(ts) >= 0))).all())
+
+
+def _partitions(table: pa.Table) -> list[tuple[str, str]]:
+    pairs = table.select(["symbol", "date"]).group_by(["symbol", "date"], use_threads=False).aggregate([])
+    return sorted(zip(pairs["symbol"].to_pylist(), pairs["date"].to_pylist(), strict=True))
+
+
 def _is_conflict(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, CommitFailedError) or any(
@@ -337,6 +379,8 @@ def _dedupe(rtype: RecordType, table: pa.Table) -> tuple[pa.Table, int]:
     """Keep the first row of each natural key: later copies are re-sends of an event already in its place."""
     if table.num_rows == 0:
         return table, 0
+    if _key_strictly_increasing(rtype, table):
+        return table, 0
     indexed = table.select(list(rtype.natural_key)).append_column("_row", pa.array(np.arange(table.num_rows)))
     last = indexed.group_by(list(rtype.natural_key), use_threads=False).aggregate([("_row", "min")])
     if last.num_rows == table.num_rows:
@@ -345,26 +389,49 @@ def _dedupe(rtype: RecordType, table: pa.Table) -> tuple[pa.Table, int]:
     return table.take(pa.array(keep)), table.num_rows - len(keep)
 
 
+def _key_strictly_increasing(rtype: RecordType, table: pa.Table) -> bool:
+    """Fast path: one symbol and a single numeric/time key column strictly increasing means no duplicates."""
+    rest = [k for k in rtype.natural_key if k != "symbol"]
+    if len(rest) != 1 or pc.count_distinct(table["symbol"]).as_py() != 1:
+        return False
+    col = table[rest[0]]
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    if not pa.types.is_integer(col.type):
+        return False
+    return bool((np.diff(col.to_numpy()) > 0).all())
+
+
 # -- validation ----------------------------------------------------------------------------------------
 def validate(rtype: RecordType, table: pa.Table, allowed_symbols: set[str]) -> pa.Array:
     """One reason string per row (null when the row is valid); the first failing rule wins."""
     n = table.num_rows
-    reasons = np.full(n, None, dtype=object)
+    code = np.zeros(n, dtype=np.int16)  # 0: valid, i: names[i - 1]
+    names: list[str] = []
 
     def flag(mask: np.ndarray, reason: str) -> None:
-        mask = np.asarray(mask, dtype=bool) & (reasons == None)  # noqa: E711 - elementwise on object array
-        reasons[mask] = reason
+        mask = np.asarray(mask, dtype=bool) & (code == 0)
+        if mask.any():
+            if reason not in names:
+                names.append(reason)
+            code[mask] = names.index(reason) + 1
 
     if n == 0:
-        return pa.array(reasons, pa.string())
-    symbols = table["symbol"].to_numpy(zero_copy_only=False)
-    flag(~np.isin(symbols, list(allowed_symbols)), "unknown_symbol")
-    markets = table["market"].to_numpy(zero_copy_only=False)
-    flag(~np.isin(markets, ["spot", "usdm", "coinm"]), "unknown_market")
+        return pa.nulls(0, pa.string())
+    sym_codes, sym_values = _codes(table["symbol"])
+    flag(~np.isin(sym_codes, [i for i, v in enumerate(sym_values) if v in allowed_symbols]), "unknown_symbol")
+    mkt_codes, mkt_values = _codes(table["market"])
+    flag(
+        ~np.isin(mkt_codes, [i for i, v in enumerate(mkt_values) if v in ("spot", "usdm", "coinm")]),
+        "unknown_market",
+    )
     for check in _CHECKS.get(rtype.table, ()):
         check(table, flag)
-    flag(_time_backwards(table), "time_backwards")
-    return pa.array(reasons, pa.string())
+    flag(_time_backwards(table, sym_codes), "time_backwards")
+    if not names:
+        return pa.nulls(n, pa.string())
+    lookup = pa.array([None, *names], pa.string())
+    return lookup.take(pa.array(code.astype(np.int32)))
 
 
 def _col(table: pa.Table, name: str) -> np.ndarray:
@@ -376,13 +443,12 @@ def _levels(table: pa.Table, name: str) -> np.ndarray:
     return flat.reshape(table.num_rows, BOOK_LEVELS)
 
 
-def _time_backwards(table: pa.Table) -> np.ndarray:
+def _time_backwards(table: pa.Table, symbols: np.ndarray) -> np.ndarray:
     """A row whose exchange time is earlier than a previous row of the same symbol, in source order."""
     ts = table["ts"].cast(pa.int64()).to_numpy()
-    symbols = table["symbol"].to_numpy(zero_copy_only=False)
     out = np.zeros(len(ts), dtype=bool)
     for symbol in np.unique(symbols):
-        idx = np.flatnonzero(symbols == symbol)
+        idx = np.flatnonzero(symbols == symbol) if symbols.max() > 0 else np.arange(len(ts))
         seq = ts[idx]
         prior_max = np.maximum.accumulate(np.concatenate(([np.iinfo(np.int64).min], seq[:-1])))
         out[idx] = seq < prior_max
