@@ -35,7 +35,7 @@ from agent.market_view import MICRO_FEATURES, macro_feature_names
 from agent.obs import state_feature_names
 
 IMB1 = MICRO_FEATURES.index("imbalance_l1")
-SPREAD = MICRO_FEATURES.index("spread_bp")
+SPREAD = MICRO_FEATURES.index("spread_ticks")
 
 
 class Policy:
@@ -145,7 +145,7 @@ class AvellanedaStoikov(Policy):
 
     def act(self, obs):
         bid_dist, ask_dist, q = self.quotes(obs)
-        half_spread = float(obs["micro"][-1, SPREAD]) / self.tick_bp / 2
+        half_spread = float(obs["micro"][-1, SPREAD]) / 2
         # flat: both sides quote at one shared offset; else the env quotes only the side that reduces inventory
         reducing = ask_dist if q > 0 else bid_dist
         dist = 0.5 * (bid_dist + ask_dist) if abs(q) < 0.5 else reducing

@@ -39,10 +39,10 @@ DAY_US = 86_400 * SEC_US
 
 MICRO_FEATURES = (
     "ret_bp",  # log mid return over the step, bp
-    "spread_bp",
+    "spread_ticks",
     "imbalance_l1",  # (bid1 - ask1) / (bid1 + ask1) sizes
     "imbalance_l5",
-    "microprice_bp",  # size-weighted microprice minus mid, bp
+    "microprice_ticks",  # size-weighted microprice minus mid, ticks
     "buy_volume",  # log1p(taker-buy notional in the step / notional_scale)
     "sell_volume",
     "trade_count",  # log1p(trades in the step)
@@ -272,7 +272,6 @@ class MarketView:
 
         ret = np.zeros(n)
         ret[1:] = np.log(mid[1:] / mid[:-1])
-        spread = (ask1 - bid1)[j] / mid
         depth1 = (qb1 + qa1)[j]
         qb5 = market.bid_sz[:, :5].sum(axis=1)[j]
         qa5 = market.ask_sz[:, :5].sum(axis=1)[j]
@@ -281,10 +280,10 @@ class MarketView:
         micro = np.column_stack(
             [
                 ret * 1e4,
-                spread * 1e4,
+                (ask1 - bid1)[j] / market.tick_size,
                 _ratio(qb1[j] - qa1[j], depth1),
                 _ratio(qb5 - qa5, qb5 + qa5),
-                (microprice - mid) / mid * 1e4,
+                (microprice - mid) / market.tick_size,
                 np.log1p(buy_k / scale),
                 np.log1p(sell_k / scale),
                 np.log1p(count_k),

@@ -5,8 +5,8 @@ Keys (shapes for the defaults; every value float32, clipped to +-OBS_BOUND):
                             a feature snapshot's columns when the view has them); the last row is the current
                             snapshot's features
   macro [21]                trailing aggregates over 1 / 5 / 15 / 60 min, regime one-hot, time of day
-  book  [20, 4]             top-20 book relative to mid: bid offset bp, log1p(bid notional / scale), ask offset
-                            bp, log1p(ask notional / scale); missing levels are zeros
+  book  [20, 4]             top-20 book relative to mid: bid offset in ticks, log1p(bid notional / scale), ask
+                            offset in ticks, log1p(ask notional / scale); missing levels are zeros
   state [3 + 2 M + 17]      funding, on-chain (M metrics), then the account (ACCOUNT_FEATURES)
 agent/nets.py's encoder takes micro, macro and a flat state: `encoder_inputs(obs)` joins book and state into it.
 """
@@ -26,7 +26,7 @@ from agent.market_view import (
 )
 
 OBS_BOUND = FEATURE_BOUND
-BOOK_COLUMNS = ("bid_offset_bp", "bid_size", "ask_offset_bp", "ask_size")
+BOOK_COLUMNS = ("bid_offset_ticks", "bid_size", "ask_offset_ticks", "ask_size")
 ACCOUNT_FEATURES = (
     "inventory",  # position / position cap (risk-scaled units), clipped to +-5
     "leverage_used",  # signed position notional / equity
@@ -68,12 +68,14 @@ def observation_space(view: MarketView) -> spaces.Dict:
     )
 
 
-def book_features(bid_px, bid_sz, ask_px, ask_sz, mid: float, notional_scale: float) -> np.ndarray:
-    """The [levels, 4] book block for one snapshot."""
+def book_features(
+    bid_px, bid_sz, ask_px, ask_sz, mid: float, tick: float, notional_scale: float
+) -> np.ndarray:
+    """The [levels, 4] book block for one snapshot (offsets in ticks: the touch sits at +-spread/2)."""
     out = np.empty((bid_px.shape[0], 4))
-    out[:, 0] = (bid_px / mid - 1.0) * 1e4
+    out[:, 0] = (bid_px - mid) / tick
     out[:, 1] = np.log1p(bid_sz * mid / notional_scale)
-    out[:, 2] = (ask_px / mid - 1.0) * 1e4
+    out[:, 2] = (ask_px - mid) / tick
     out[:, 3] = np.log1p(ask_sz * mid / notional_scale)
     return out
 
@@ -83,7 +85,9 @@ def assemble(view: MarketView, k: int, account: np.ndarray) -> dict[str, np.ndar
     m = view.market
     j = int(view.book_index[k])
     mid = float(view.mid[k])
-    book = book_features(m.bid_px[j], m.bid_sz[j], m.ask_px[j], m.ask_sz[j], mid, view.config.notional_scale)
+    book = book_features(
+        m.bid_px[j], m.bid_sz[j], m.ask_px[j], m.ask_sz[j], mid, m.tick_size, view.config.notional_scale
+    )
     state = np.concatenate([view.funding[k], view.onchain[k], account])
     return {  # micro and macro were cleaned and clipped when the view was built
         "micro": view.micro_window(k),

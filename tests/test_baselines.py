@@ -103,7 +103,7 @@ def _obs(env, policy, vol_bp=0.5, inventory=0.0, time_left=1.0, spread_ticks=1.0
     obs["macro"][policy.macro_names.index("vol_bp_300s")] = vol_bp
     obs["state"][policy.i_inventory] = inventory
     obs["state"][policy.i_time_left] = time_left
-    obs["micro"][-1, SPREAD] = spread_ticks * policy.tick_bp
+    obs["micro"][-1, SPREAD] = spread_ticks
     obs["micro"][-1, IMB1] = imbalance
     return obs
 

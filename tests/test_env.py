@@ -131,7 +131,7 @@ def test_passive_actions_place_post_only_quotes_at_their_offsets(view):
 
 
 def test_inside_improves_a_wide_spread_by_one_tick(view):
-    wide = np.flatnonzero(view.micro[:, MICRO_FEATURES.index("spread_bp")] * view.mid / 1e4 > 1.5 * 0.1)
+    wide = np.flatnonzero(view.micro[:, MICRO_FEATURES.index("spread_ticks")] > 1.5)
     wide = wide[(wide > 60) & (wide < view.n_steps - 100)]
     assert wide.shape[0] > 0, "the synthetic market should show some spreads wider than one tick"
     env = ScalperEnv(view, EnvConfig(episode_s=60))
@@ -368,11 +368,11 @@ def test_micro_features_match_a_direct_computation_from_the_raw_tables():
         micro_px = (ask_px[j, 0] * qb + bid_px[j, 0] * qa) / (qb + qa)
         expected = {
             "ret_bp": math.log(mid / mid_prev) * 1e4,
-            "spread_bp": (ask_px[j, 0] - bid_px[j, 0]) / mid * 1e4,
+            "spread_ticks": (ask_px[j, 0] - bid_px[j, 0]) / 0.1,
             "imbalance_l1": (qb - qa) / (qb + qa),
             "imbalance_l5": (bid_sz[j, :5].sum() - ask_sz[j, :5].sum())
             / (bid_sz[j, :5].sum() + ask_sz[j, :5].sum()),
-            "microprice_bp": (micro_px - mid) / mid * 1e4,
+            "microprice_ticks": (micro_px - mid) / 0.1,
             "buy_volume": math.log1p(buy / view.config.notional_scale),
             "trade_count": math.log1p(int(in_step.sum())),
         }
