@@ -269,7 +269,28 @@ def run_policy(
     )
 
 
+BASELINES = {
+    "buy_and_hold": BuyAndHold,
+    "twap": TWAP,
+    "symmetric_mm": SymmetricMarketMaker,
+    "avellaneda_stoikov": AvellanedaStoikov,
+    "random": RandomPolicy,
+}
+
+
+def baseline_report(
+    env: ScalperEnv, episodes: int, seed: int = 0, starts: Sequence[int] | None = None
+) -> dict[str, dict]:
+    """Every baseline on the same episodes of one env: {name: PolicyStats.summary()} (for evaluation reports)."""
+    return {
+        name: run_policy(env, make(env), episodes, seed, starts=starts).summary()
+        for name, make in BASELINES.items()
+    }
+
+
 __all__ = [
+    "BASELINES",
+    "baseline_report",
     "ASParams",
     "AvellanedaStoikov",
     "BuyAndHold",

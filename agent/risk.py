@@ -17,7 +17,8 @@ Kill switches (each trips once and halts trading until its release time):
   daily loss cap   equity <= (1 - daily_loss_cap) * equity at the start of the UTC day -> halt until next UTC day;
   drawdown guard   equity <= (1 - max_drawdown) * peak equity since reset -> halt until reset;
   loss streak      `loss_streak` consecutive losing round trips (flat -> position -> flat, result measured on
-                   equity, so fees and funding count) -> halt for `loss_streak_cooldown_s`.
+                   equity, so fees and funding count) -> halt for `loss_streak_cooldown_s`. Round trips are
+                   seen on the decision grid: one that opens and closes within a single step is not counted.
 """
 
 from __future__ import annotations

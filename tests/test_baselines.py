@@ -169,3 +169,15 @@ def test_bootstrap_interval_covers_the_mean_about_95_percent_of_the_time():
     assert 0.89 <= covered / trials <= 0.98
     assert bootstrap_ci(np.full(10, 4.0)) == (4.0, 4.0)
     assert all(math.isnan(v) for v in bootstrap_ci(np.array([1.0])))
+
+
+def test_baseline_report_scores_every_baseline_on_the_same_episodes(env):
+    from agent.baselines import BASELINES, baseline_report
+
+    starts = env.tiled_starts()[:2]
+    report = baseline_report(env, episodes=2, seed=0, starts=starts)
+    assert set(report) == set(BASELINES)
+    for summary in report.values():
+        assert summary["episodes"] == 2 and np.isfinite(summary["mean_pnl"])
+    # buy-and-hold and TWAP end the same windows long: same sign of exposure, both pay taker fees
+    assert report["buy_and_hold"]["mean_fees"] > 0 and report["twap"]["mean_fees"] > 0
