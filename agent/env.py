@@ -34,7 +34,12 @@ daily loss cap) terminates it once flat. A liquidation terminates the episode.
 Episodes: `episode_s` long, starting at a decision step whose (causal) regime label is drawn with
 `regime_weights` (agent/market_view.py); `reset(options={"start_step": k})` or `{"regime": "bull"}` pins them.
 The risk head's predicted variance (per step, of the step's log return) enters through `env.predicted_variance`
-(also `envs.set_attr("predicted_variance", [v0, v1, ...])` on vector envs) and tightens the leverage cap.
+(also `envs.set_attr("predicted_variance", [v0, v1, ...])` on vector envs) and tightens the leverage cap; the
+realized target it should predict is `info["mid_return"]`.
+
+info per step: pnl (equity - E0), equity, position, mid, mid_return, regime, fills, traded_notional, refused,
+kill_switch, liquidated, risk (agent/risk.RiskStatus as a dict), reward_parts; at the episode's end also
+episode_stats (pnl, return, sharpe, sortino, max_drawdown, fees, funding, fills, maker_fills, rejections, ...).
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ class EnvConfig:
             raise ValueError(f"passive_ticks={self.passive_ticks}: each must be >= 1 tick")
         if len(self.regime_weights) != 3 or min(self.regime_weights) < 0 or sum(self.regime_weights) <= 0:
             raise ValueError(f"regime_weights={self.regime_weights}: three non-negative weights, not all 0")
+        if self.quote_fraction is not None and not 0 < self.quote_fraction <= 1:
+            raise ValueError(f"quote_fraction={self.quote_fraction} must lie in (0, 1] of the position cap")
         if self.risk.max_leverage > self.sim.margin.leverage:
             raise ValueError(
                 f"RiskConfig.max_leverage={self.risk.max_leverage} exceeds the account leverage "
