@@ -73,40 +73,47 @@ def naive_day(n_books: int, n_trades: int, seed: int) -> dict[str, pa.Table]:
     return {"book_snapshots": books, "trades": trades}
 
 
+def _timed(fn):
+    """(result, wall seconds, CPU seconds of this process): CPU time is the fairer figure on a shared machine."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
 def main(runs: int = 3) -> None:
     cfg = SyntheticConfig(seed=1, epoch=DAY)
     state = initial_state(cfg, SYMBOL)
     simulate_day(cfg, SYMBOL, DAY, state, n_steps=600)  # compile (or load the numba cache) outside the timing
-    gen_s, chain_s, base_s = [], [], []
-    rows = n_books = n_trades = 0
+    gen, chain, base = [], [], []
+    rows = n_books = n_trades = base_rows = 0
     for _ in range(runs):
-        t = time.perf_counter()
-        day = simulate_day(cfg, SYMBOL, DAY, state)
-        gen_s.append(time.perf_counter() - t)
+        day, wall, cpu = _timed(lambda: simulate_day(cfg, SYMBOL, DAY, state))
+        gen.append((wall, cpu))
         rows = sum(t.num_rows for t in day.tables.values())
         n_books = day.tables["book_snapshots"].num_rows
         n_trades = day.tables["trades"].num_rows
         del day
-        t = time.perf_counter()
-        simulate_day(cfg, SYMBOL, DAY, state, with_tables=False)
-        chain_s.append(time.perf_counter() - t)
+        _, wall, cpu = _timed(lambda: simulate_day(cfg, SYMBOL, DAY, state, with_tables=False))
+        chain.append((wall, cpu))
     rss_after_generation = peak_rss_mb()
     for i in range(runs):
-        t = time.perf_counter()
-        base = naive_day(n_books, n_trades, seed=i)
-        base_s.append(time.perf_counter() - t)
-        base_rows = sum(t.num_rows for t in base.values())
-        del base
-    g, c, b = statistics.median(gen_s), statistics.median(chain_s), statistics.median(base_s)
-    print(f"synthetic day: {n_books:,} books + {n_trades:,} trades ({rows:,} rows in all tables)")
-    print(f"  generation (tables): median {g:.2f} s over {runs} runs = {rows / g:,.0f} rows/s")
-    print(f"  chaining (state only): median {c:.2f} s per day")
-    print(f"  peak RSS after generation: {rss_after_generation:,.0f} MB")
-    print(
-        f"naive i.i.d. random-walk generator, same books and trades: median {b:.2f} s = {base_rows / b:,.0f} rows/s"
+        tables, wall, cpu = _timed(lambda i=i: naive_day(n_books, n_trades, seed=i))
+        base.append((wall, cpu))
+        base_rows = sum(t.num_rows for t in tables.values())
+        del tables
+    (g, gc), (c, cc), (b, bc) = (
+        tuple(statistics.median(x) for x in zip(*m, strict=True)) for m in (gen, chain, base)
     )
     print(
-        f"ratio synthetic / naive time: {g / b:.2f}x  (the naive book has no dynamics, queues or clustering)"
+        f"synthetic day: {n_books:,} books + {n_trades:,} trades ({rows:,} rows in all tables), medians of {runs}"
+    )
+    print(f"  generation (tables): {g:.2f} s wall, {gc:.2f} s CPU = {rows / g:,.0f} rows/s")
+    print(f"  chaining (state only): {c:.2f} s wall, {cc:.2f} s CPU per day")
+    print(f"  peak RSS after generation: {rss_after_generation:,.0f} MB")
+    print(f"naive i.i.d. random-walk book generator, same books and trades: {b:.2f} s wall, {bc:.2f} s CPU")
+    print(f"  = {base_rows / b:,.0f} rows/s")
+    print(
+        f"ratio synthetic / naive: {g / b:.2f}x wall, {gc / bc:.2f}x CPU (the naive book has no dynamics at all)"
     )
     print(f"peak RSS overall: {peak_rss_mb():,.0f} MB")
 
