@@ -57,6 +57,7 @@ from agent.market_view import REGIMES, MarketView, ViewConfig
 from agent.obs import ACCOUNT_FEATURES, assemble, observation_space
 from agent.risk import RiskConfig, RiskManager, RiskStatus, clip_order_qty
 from agent.sim.engine import SimConfig, Simulator
+from agent.sim.market import MarketData
 from agent.sim.orders import BUY, REJECTED, SELL
 
 P_NONE, P_INSIDE, P_TOUCH = 0, 1, 2
@@ -560,20 +561,23 @@ if ENV_ID not in gym.registry:
 
 
 def make_env(
-    source: MarketView | dict[str, pa.Table],
+    source: MarketView | MarketData | dict[str, pa.Table],
     config: EnvConfig | None = None,
     view_config: ViewConfig | None = None,
 ) -> ScalperEnv:
-    """An env over a MarketView, or over raw-schema tables (built into a view with `view_config`). For the lake:
-    make_env(MarketView.from_lake(root, symbol, start, end, view_config), config)."""
+    """An env over a MarketView, the engine's MarketData, or raw-schema tables (the latter two built into a view
+    with `view_config`). For the lake: make_env(MarketView.from_lake(root, symbol, start, end, view_config));
+    for a feature snapshot: make_env(MarketView.from_snapshot(root, snapshot_id, split, symbol, view_config))."""
     if isinstance(source, MarketView):
         if view_config is not None and view_config != source.config:
             raise ValueError("view_config differs from the MarketView's own config; build the view with it")
         return ScalperEnv(source, config)
+    if isinstance(source, MarketData):
+        return ScalperEnv(MarketView.build(source, None, view_config), config)
     if isinstance(source, dict):
         return ScalperEnv(MarketView.from_tables(source, view_config), config)
     raise TypeError(
-        f"make_env: source must be a MarketView or a dict of raw tables, got {type(source).__name__}"
+        f"make_env: source must be a MarketView, MarketData or a dict of raw tables, got {type(source).__name__}"
     )
 
 

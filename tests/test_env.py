@@ -339,6 +339,9 @@ def test_env_reads_the_lake_through_the_market_view(tmp_path):
     env = make_env(from_lake, EnvConfig(episode_s=60))
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
+    for source in (tables, from_lake.market):  # the same env from raw tables or the engine's MarketData
+        other = make_env(source, EnvConfig(episode_s=60))
+        np.testing.assert_array_equal(other.reset(seed=0)[0]["micro"], obs["micro"])
     with pytest.raises(ValueError, match="no usdm book_snapshots"):
         MarketView.from_lake(tmp_path / "lake", "BTCUSDT", "2024-02-01", "2024-02-02")
 
