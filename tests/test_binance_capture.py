@@ -371,17 +371,20 @@ def test_malformed_lines_are_counted_with_file_and_line_and_strict_mode_raises(t
         (20, b"1723161254206652067 {not json\n"),
         (30, b'1723161254206652067 {"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT","t":1}}\n'),
         (40, b"1723161254206652067\n"),
+        (50, b'1723161254206652067 {"stream":"ethusdt@trade","data":[1,2]}\n'),
+        (60, b'1723161254206652067 {"u":1} trailing\n'),
     ]
     mixed = list(lines)
     for offset, (at, line) in enumerate(bad):
         mixed.insert(at + offset, line)
     path = _write(tmp_path / "ethusdt_bad.gz", mixed)
     result = load_capture([path], "spot")
-    assert result.qc.malformed_count == 4
-    assert [m.line for m in result.qc.malformed] == [11, 22, 33, 44]
+    assert result.qc.malformed_count == 6
+    assert [m.line for m in result.qc.malformed] == [11, 22, 33, 44, 55, 66]
     assert all(m.file == str(path) for m in result.qc.malformed)
     assert "invalid JSON" in result.qc.malformed[1].reason
     assert "missing field" in result.qc.malformed[2].reason
+    assert "after the JSON" in result.qc.malformed[5].reason
     clean = load_capture([_write(tmp_path / "ethusdt_clean.gz", lines)], "spot")
     for name, table in clean.tables.items():
         assert result.tables[name].equals(table), name  # the real events around them are all landed

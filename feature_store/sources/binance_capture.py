@@ -43,7 +43,13 @@ from ..records import (
 )
 
 EXCHANGE = "binance"
-_RECV_UNITS = (("ns", 10**17, 1000, 1), ("us", 10**14, 1, 1), ("ms", 10**11, 1, 1000))
+# (name, lowest value, bound, divide by, multiply by) to get µs; since 1973 (ms) / 2001 (µs, ns)
+_RECV_UNITS = (
+    ("ns", 10**17, 10**20, 1000, 1),
+    ("us", 10**14, 10**17, 1, 1),
+    ("ms", 10**11, 10**14, 1, 1000),
+)
+_JSON = json.JSONDecoder()
 
 
 class CaptureFormatError(ValueError):
@@ -200,24 +206,25 @@ def load_capture(
                 qc.blank_lines += 1
                 continue
             try:
-                recv, unit = _recv_us(line, unit)
-                msg = json.loads(line[line.index(b" ") + 1 :])
+                recv, unit, msg = _split_line(line, unit)
                 if not isinstance(msg, dict):
                     raise CaptureFormatError("the JSON is not an object")
                 if "lastUpdateId" in msg:
                     file_snapshots.append(_parse_snapshot(msg, seq, str(path), line_no, recv))
-                elif _is_partial_depth(msg.get("stream")):
-                    # Top-N book streams (<symbol>@depth5/10/20) look like diffs or snapshots but are neither.
-                    kind = "partial depth (" + msg["stream"].split("@", 1)[1] + ")"
-                    qc.unsupported[kind] = qc.unsupported.get(kind, 0) + 1
                 else:
                     data = msg["data"] if "stream" in msg and "data" in msg else msg
-                    _dispatch(data, seq, recv, market, wanted, collectors, qc)
-                    if data.get("e") == "depthUpdate":
-                        file_depth_symbols.add(str(data["s"]).upper())
+                    is_depth = data.get("e") == "depthUpdate"
+                    if (is_depth or "lastUpdateId" in data) and _is_partial_depth(msg.get("stream")):
+                        # Top-N book streams (<symbol>@depth5/10/20) look like diffs or snapshots, are neither.
+                        kind = "partial depth (" + msg["stream"].split("@", 1)[1] + ")"
+                        qc.unsupported[kind] = qc.unsupported.get(kind, 0) + 1
+                    else:
+                        _dispatch(data, seq, recv, market, wanted, collectors, qc)
+                        if is_depth:
+                            file_depth_symbols.add(str(data["s"]).upper())
             except _MarketMismatch as exc:
                 raise CaptureFormatError(f"{path}:{line_no}: {exc}") from None
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 reason = _reason(exc)
                 if strict:
                     raise CaptureFormatError(f"{path}:{line_no}: {reason}") from exc
@@ -294,22 +301,30 @@ def _read_lines(path: Path, qc: CaptureQC, strict: bool):
             qc.malformed.append(MalformedLine(file=str(path), line=line_no, reason=reason))
 
 
-def _recv_us(line: bytes, unit: tuple | None) -> tuple[int, tuple]:
-    space = line.find(b" ")
+def _split_line(line: bytes, unit: tuple | None) -> tuple[int, tuple, object]:
+    """`<receive timestamp> <JSON>` -> (receive time in µs, the file's timestamp unit, the parsed JSON)."""
+    text = line.decode("utf-8")
+    space = text.find(" ")
     if space <= 0:
         raise CaptureFormatError("expected '<receive timestamp> <JSON>'")
     try:
-        value = int(line[:space])
+        value = int(text[:space])
     except ValueError:
-        raise CaptureFormatError(f"receive timestamp {line[:space][:30]!r} is not an integer") from None
-    found = next((u for u in _RECV_UNITS if value >= u[1]), None)
-    if found is None:
-        raise CaptureFormatError(f"receive timestamp {value} is neither ns, µs nor ms since the epoch")
-    if unit is not None and found is not unit:
-        raise CaptureFormatError(
-            f"receive timestamp {value} is in {found[0]}, the file's earlier lines in {unit[0]}"
-        )
-    return value // found[2] * found[3], found
+        raise CaptureFormatError(f"receive timestamp {text[:space][:30]!r} is not an integer") from None
+    if unit is None or not unit[1] <= value < unit[2]:
+        found = next((u for u in _RECV_UNITS if u[1] <= value < u[2]), None)
+        if found is None:
+            raise CaptureFormatError(f"receive timestamp {value} is neither ns, µs nor ms since the epoch")
+        if unit is not None:
+            raise CaptureFormatError(
+                f"receive timestamp {value} is in {found[0]}, the file's earlier lines in {unit[0]}"
+            )
+        unit = found
+    # raw_decode skips json.loads' per-call overhead; anything after the document must be blank.
+    msg, end = _JSON.raw_decode(text, space + 1)
+    if end != len(text) and not text[end:].isspace():
+        raise CaptureFormatError(f"unexpected text after the JSON at column {end}")
+    return value // unit[3] * unit[4], unit, msg
 
 
 def _parse_snapshot(msg: dict, seq: int, file: str, line: int, recv: int) -> _Snapshot:
