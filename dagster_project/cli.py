@@ -139,6 +139,7 @@ def land(lake, source_config: dict, symbol: str, days: list[str]) -> list[dict]:
             resources={"lake": LakeResource(root=lake.root), "market_source": source_resource},
             instance=instance,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
             raise CliError(f"landing {symbol} {day} failed: {_first_failure(result)}")
@@ -170,7 +171,7 @@ def _read_day_metrics(lake, symbol: str, day: str) -> dict:
 
 def print_qc_summary(lake, summaries: list[dict]) -> None:
     header = (
-        f"{'date':<11}{'books':>9}{'trades':>9}{'1-tick':>8}{'spread p99':>11}{'L1 depth':>9}"
+        f"{'date':<11}{'books':>10}{'trades':>11}{'1-tick':>8}{'spread p99':>11}{'L1 depth':>9}"
         f"{'trades/s':>9}{'lag p50':>8}{'gap rate':>9}{'max gap':>8}{'quar.':>7}"
     )
     typer.echo("\nQC summary")
@@ -179,7 +180,7 @@ def print_qc_summary(lake, summaries: list[dict]) -> None:
         quarantined = sum((s.get("quarantined") or {}).values())
         depth = (s.get("depth_bid_l1_mean") or 0) + (s.get("depth_ask_l1_mean") or 0)
         typer.echo(
-            f"{s['date']:<11}{s.get('book_rows', 0):>9,}{s.get('trade_rows', 0):>9,}"
+            f"{s['date']:<11}{s.get('book_rows', 0):>10,}{s.get('trade_rows', 0):>11,}"
             f"{_fmt(s.get('spread_one_tick_share'), '.1%'):>8}{_fmt(s.get('spread_bps_p99'), '.2f'):>8} bp"
             f"{_fmt(depth / 2, '.2f'):>9}{_fmt(s.get('trades_per_s_mean'), '.1f'):>9}"
             f"{_fmt(s.get('book_lag_ms_p50'), '.1f'):>6}ms{_fmt(s.get('book_gap_rate'), '.2%'):>9}"
