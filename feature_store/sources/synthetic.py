@@ -78,6 +78,9 @@ TABLES = ("book_snapshots", "trades", "mark_prices", "funding_rates", "onchain_m
 ONCHAIN_METRICS = ("active_addresses", "tx_count", "exchange_netflow")
 _US_PER_DAY = SECONDS_PER_DAY * 1_000_000
 _MAX_REGULAR_TRADES_PER_STEP = 200
+# Stationary standard deviations of the slow (~40 min) and fast (~1 min) log-volatility components.
+LOGVOL_SD_SLOW = 0.45
+LOGVOL_SD_FAST = 0.3
 _MAX_TRADES_PER_STEP = _MAX_REGULAR_TRADES_PER_STEP + 3 * LEVELS + 8
 
 
@@ -85,7 +88,7 @@ _MAX_TRADES_PER_STEP = _MAX_REGULAR_TRADES_PER_STEP + 3 * LEVELS + 8
 class SyntheticConfig:
     """Knobs of the synthetic market; the defaults give a BTCUSDT-perp-like day (about 45 % annual volatility)."""
 
-    symbol: str = "BTCUSDT"
+    symbol: str = "BTCUSDT"  # the default symbol; load_day(symbol, day) may ask for any known perpetual
     seed: int = 0
     # 0: the mid is a martingale (no edge); 1: the direction of every price event follows the queue imbalance
     # as strongly as the clip allows.
@@ -248,9 +251,9 @@ def _params(cfg: SyntheticConfig, inst: Instrument) -> np.ndarray:
     p[P_BASE_VOL_BPS] = cfg.annual_vol / math.sqrt(365.0 * SECONDS_PER_DAY) * 1e4
     # Two log-volatility components: one of about 40 minutes' memory, one of about a minute.
     p[P_PHI_SLOW] = math.exp(-1.0 / 2400.0)
-    p[P_SD_SLOW] = 0.45 * math.sqrt(1.0 - p[P_PHI_SLOW] ** 2)
+    p[P_SD_SLOW] = LOGVOL_SD_SLOW * math.sqrt(1.0 - p[P_PHI_SLOW] ** 2)
     p[P_PHI_FAST] = math.exp(-1.0 / 60.0)
-    p[P_SD_FAST] = 0.3 * math.sqrt(1.0 - p[P_PHI_FAST] ** 2)
+    p[P_SD_FAST] = LOGVOL_SD_FAST * math.sqrt(1.0 - p[P_PHI_FAST] ** 2)
     p[P_EVENT_PROB] = cfg.event_prob
     p[P_TAIL_DF] = cfg.event_tail_df
     p[P_WIDE_PROB] = cfg.wide_spread_prob
@@ -467,7 +470,8 @@ def _simulate(
             fst[F_PREM_N] += 1.0
             sod = (sec % SECONDS_PER_DAY) / SECONDS_PER_DAY
             season = 1.0 + 0.25 * math.cos(two_pi * (sod - 14.5 / 24.0))
-            lv = fst[F_H_SLOW] + fst[F_H_FAST] - 0.5 * (0.45**2 + 0.3**2)
+            # minus half the variance: the mean of exp(lv) is 1, so sigma averages the base level
+            lv = fst[F_H_SLOW] + fst[F_H_FAST] - 0.5 * (LOGVOL_SD_SLOW**2 + LOGVOL_SD_FAST**2)
             sigma_bps = par[P_BASE_VOL_BPS] * par[P_REG_VOL0 + reg] * math.exp(lv) * season
             rel = sigma_bps / par[P_BASE_VOL_BPS]
             p_event = min(0.5, par[P_EVENT_PROB] * rel)
