@@ -16,8 +16,10 @@ Action: MultiDiscrete([n_price, n_size]).
   Passive orders work the difference to the target on one side (bid when below it, ask when above it). At the
   target the env makes a two-sided market of `quote_fraction` of the cap a side (default one size bucket). An order
   already resting at the wanted price keeps its queue place while its size is within `requote_tolerance` of the
-  wanted size; otherwise it is amended (a smaller size keeps priority, a larger one goes to the back).
-  Orders are clipped so that |position| stays within the cap if they all fill (agent/risk.clip_order_qty).
+  wanted size; otherwise the env's one order per side is amended in place (a smaller size keeps priority, a new
+  price or a larger size goes to the back; an amend that would cross is refused and retried next step).
+  Orders are clipped so that |position| stays within the cap if they all fill (agent/risk.clip_order_qty),
+  counting orders whose cancel is still in flight.
 
 Reward per step, in units of `reward.scale` x (fraction of the starting equity E0), default 1 bp of E0:
   r = scale * dEquity / E0                                    mark-to-market, after fees and funding
@@ -320,7 +322,9 @@ class ScalperEnv(gym.Env):
             self._cancel_side(BUY)
             self._cancel_side(SELL)
             side = BUY if delta > 0 else SELL
-            qty = self._lots(clip_order_qty(side, abs(delta), pos, cap_qty))
+            # orders whose cancel is still travelling may fill too: count them against the cap
+            pending = sum(o["leaves"] for o in self.sim.open_orders() if o["side"] == side)
+            qty = self._lots(clip_order_qty(side, abs(delta), pos + side * pending, cap_qty))
             clipped = qty < self._lots(abs(delta))
             if qty > 0:
                 self.sim.submit(side, qty)
@@ -362,12 +366,15 @@ class ScalperEnv(gym.Env):
                 self.sim.cancel(oid)
             return
         if o is not None:
-            if int(round(o["price"] / self.tick)) == px_tick:
-                if abs(o["leaves"] - qty) <= max(0.5 * self.lot, self.config.requote_tolerance * qty):
-                    return
-                executed = o["qty"] - o["leaves"]
-                if self.sim.amend(oid, qty=executed + qty):
-                    return
+            same_price = int(round(o["price"] / self.tick)) == px_tick
+            if same_price and abs(o["leaves"] - qty) <= max(
+                0.5 * self.lot, self.config.requote_tolerance * qty
+            ):
+                return
+            # one order per side, modified in place: a cancel-and-replace could fill twice while the cancel travels
+            executed = o["qty"] - o["leaves"]
+            if self.sim.amend(oid, price=px_tick * self.tick, qty=executed + qty):
+                return
             self.sim.cancel(oid)
         new_id = self.sim.submit(side, qty, px_tick * self.tick, post_only=True)
         if side == BUY:
