@@ -428,20 +428,21 @@ def _set_level(keys, sizes, count, key, size):
         return keys, sizes
     if lo < n and count[1] > 0:
         # Nearest tombstone above (at or after lo) or below (before lo): shift only the keys in between.
+        # Searching below further than the distance to the top end would cost more than shifting to the end.
         up = lo
         down = lo - 1
-        while up < n or down >= 0:
-            if up < n:
-                if sizes[up] == 0.0:
-                    for j in range(up, lo, -1):
-                        keys[j] = keys[j - 1]
-                        sizes[j] = sizes[j - 1]
-                    keys[lo] = key
-                    sizes[lo] = size
-                    count[1] -= 1
-                    return keys, sizes
-                up += 1
-            if down >= 0:
+        floor = max(0, lo - (n - lo))
+        while up < n:
+            if sizes[up] == 0.0:
+                for j in range(up, lo, -1):
+                    keys[j] = keys[j - 1]
+                    sizes[j] = sizes[j - 1]
+                keys[lo] = key
+                sizes[lo] = size
+                count[1] -= 1
+                return keys, sizes
+            up += 1
+            if down >= floor:
                 if sizes[down] == 0.0:
                     for j in range(down, lo - 1):
                         keys[j] = keys[j + 1]
