@@ -156,9 +156,12 @@ class HbtResult:
     decisions: int
     orders_sent: int
     seconds: float  # wall time of the replay (after the first compiled call)
+    cpu_seconds: float  # process CPU time of the same (steadier on a shared machine)
 
 
-def build_hbt(events: np.ndarray, sim: Simulator, queue: str = "power", n: float = 3.0):
+def build_hbt(events: np.ndarray, sim: Simulator, queue: str = "power", n: float = 3.0, unit: int = 1):
+    """An hftbacktest backtest of `events` with the Simulator's latencies, fees, tick and lot. `unit`: event time
+    units per µs (1 for hbt_events; 1000 for hftbacktest's own converter, which writes nanoseconds)."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 
     cfg = sim.config
@@ -168,7 +171,7 @@ def build_hbt(events: np.ndarray, sim: Simulator, queue: str = "power", n: float
         BacktestAsset()
         .data([events])
         .linear_asset(1.0)
-        .constant_order_latency(int(cfg.latency.entry.base_us), int(cfg.latency.ack.base_us))
+        .constant_order_latency(int(cfg.latency.entry.base_us) * unit, int(cfg.latency.ack.base_us) * unit)
         .no_partial_fill_exchange()
         .trading_value_fee_model(cfg.fees.maker, cfg.fees.taker)
         .tick_size(sim.market.tick_size)
@@ -196,11 +199,17 @@ def run_hbt_touch_quoter(
     if loop is None:
         loop = _LOOP_CACHE["loop"] = _hbt_loop()
     out = np.zeros(((stop_us - start_us) // interval_us * 2 + 16, 5), dtype=np.float64)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n, decisions, sent = loop(hbt, first_ts, start_us, stop_us, interval_us, qty, out)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     hbt.close()
-    return HbtResult(fills=out[:n].copy(), decisions=int(decisions), orders_sent=int(sent), seconds=seconds)
+    return HbtResult(
+        fills=out[:n].copy(),
+        decisions=int(decisions),
+        orders_sent=int(sent),
+        seconds=seconds,
+        cpu_seconds=cpu,
+    )
 
 
 _LOOP_CACHE: dict = {}

@@ -10,20 +10,14 @@ first, padded with price NaN and size 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from feature_store.instruments import instrument
-from feature_store.records import (
-    BOOK_LEVELS,
-    BookSnapshot,
-    FundingRate,
-    MarkPrice,
-    TradeTick,
-    conform,
-)
+
+if TYPE_CHECKING:  # pyarrow is imported where tables are read: the compiled replay alone starts faster
+    import pyarrow as pa
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 _EMPTY_F = np.zeros(0, dtype=np.float64)
@@ -134,6 +128,8 @@ class MarketData:
     def from_tables(cls, tables: dict[str, pa.Table], symbol: str | None = None, market: str = "usdm"):
         """Build from raw-schema tables keyed by table name. book_snapshots is required; trades, funding_rates
         and mark_prices are optional. With several symbols in a table, pass `symbol`."""
+        from feature_store.records import BookSnapshot, FundingRate, MarkPrice, TradeTick, conform
+
         if "book_snapshots" not in tables:
             raise ValueError(
                 f"from_tables needs a 'book_snapshots' table; got {sorted(tables)}. Sample the book on a grid "
@@ -177,6 +173,8 @@ class MarketData:
     def from_lake(cls, lake_root, symbol: str, start: str, end: str, market: str = "usdm") -> MarketData:
         """Read raw book_snapshots, trades, funding_rates and mark_prices for `symbol`, dates start..end
         (YYYY-MM-DD, inclusive) through feature_store.lake.Lake."""
+        import pyarrow.compute as pc
+
         from feature_store.lake import Lake
 
         lake = Lake(lake_root)
@@ -209,6 +207,8 @@ def _levels(x) -> np.ndarray:
 
 
 def _one_symbol(table: pa.Table, symbol: str | None, name: str) -> pa.Table:
+    import pyarrow.compute as pc
+
     if symbol is not None:
         return table.filter(pc.equal(table.column("symbol"), symbol))
     syms = pc.unique(table.column("symbol")).to_pylist()
@@ -218,6 +218,8 @@ def _one_symbol(table: pa.Table, symbol: str | None, name: str) -> pa.Table:
 
 
 def _optional(tables: dict[str, pa.Table], name: str, rtype, symbol: str) -> pa.Table:
+    from feature_store.records import conform
+
     table = tables.get(name)
     if table is None:
         return rtype.schema.empty_table()
@@ -225,6 +227,8 @@ def _optional(tables: dict[str, pa.Table], name: str, rtype, symbol: str) -> pa.
 
 
 def _ts(table: pa.Table, name: str) -> np.ndarray:
+    import pyarrow as pa
+
     col = table.column(name)
     if col.num_chunks == 0 or len(col) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -239,6 +243,8 @@ def _col(table: pa.Table, name: str) -> np.ndarray:
 
 
 def _list2d(table: pa.Table, name: str) -> np.ndarray:
+    from feature_store.records import BOOK_LEVELS
+
     col = table.column(name).combine_chunks()
     flat = col.flatten().to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(flat, dtype=np.float64).reshape(len(col), BOOK_LEVELS)
