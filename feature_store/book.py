@@ -381,8 +381,9 @@ def rebuild_book(
 # A removed level stays as a tombstone (size 0, key kept, so the array stays sorted for binary search): a delete
 # costs O(1), and an insert shifts keys only up to the nearest tombstone, which it reuses (never further than a
 # plain insert would shift); tombstones are compacted away when they outnumber live levels. On the USD-M BTCUSDT
-# capture, where diffs touch levels ~200 deep on median, this halved the rebuild time. Invariants: keys[:n] strictly
-# ascending; keys[n-1] is a live level (trailing tombstones are trimmed); count = [n, tombstones].
+# capture, where diffs touch levels ~200 deep on median, this cut the rebuild from 131 to 80 ms CPU.
+# Invariants: keys[:n] strictly ascending; keys[n-1] is a live level (trailing tombstones are trimmed);
+# count = [n, tombstones].
 
 
 @njit(cache=True)
