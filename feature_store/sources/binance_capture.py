@@ -15,6 +15,12 @@ use T; futures bookTicker uses T; markPrice uses E. Spot bookTicker carries no t
 snapshots neither: for those rows `ts` is the local receive time (on a recorder whose clock is off, that time is
 off too — compare `recv_ts - ts` on the other streams to see by how much).
 COIN-M quantities (depth, trades, bookTicker) stay in contracts; the contract size per symbol is in the QC.
+
+Tables: trades (@trade; @aggTrade only where a symbol has no @trade stream), book_updates (every level of every
+diff and snapshot), book_tickers, book_snapshots (the rebuilt book on the grid), mark_prices and funding_rates
+(@markPrice). Anything else (klines, top-N partial depth, futures insurance-fund/ADL prints) is counted in the QC,
+not landed. A malformed line is counted with its file and line number (or raises, with strict=True); it is never
+skipped silently. The whole capture is held in memory: hour-scale files are fine, day-scale ones need chunking.
 """
 
 from __future__ import annotations
