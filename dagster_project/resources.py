@@ -26,6 +26,9 @@ class MarketSourceResource(dg.ConfigurableResource):
     signal_strength: float = 0.0
     grid_ms: int = 100
     epoch: str | None = Field(default=None, description="synthetic: first day of the simulated history")
+    day_seconds: int | None = Field(
+        default=None, description="synthetic: land only the first seconds of a day"
+    )
     market: str = "usdm"
     paths: list[str] = Field(default_factory=list, description="capture files (binance-capture)")
 
@@ -41,5 +44,6 @@ class MarketSourceResource(dg.ConfigurableResource):
                 grid_ms=self.grid_ms,
                 epoch=dt.date.fromisoformat(self.epoch) if self.epoch else None,
                 state_dir=state_dir,
+                day_seconds=self.day_seconds,
             )
         return make_source(self.kind, market=self.market, paths=self.paths, grid_ms=self.grid_ms)

@@ -27,7 +27,8 @@ def make_source(kind: str, **params: Any) -> Source:
         from feature_store.sources.synthetic import SyntheticConfig, SyntheticSource
 
         state_dir = params.pop("state_dir", None)
-        return SyntheticSource(SyntheticConfig(**params), state_dir=state_dir)
+        day_seconds = params.pop("day_seconds", None)
+        return SyntheticSource(SyntheticConfig(**params), state_dir=state_dir, day_seconds=day_seconds)
     if kind in ("binance-capture", "binance-sample"):
         from feature_store.sources.capture_source import CaptureSource
 

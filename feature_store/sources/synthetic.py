@@ -1001,13 +1001,23 @@ class SyntheticSource:
 
     `state_dir` (optional) caches each day's 00:00 state as JSON so that days after the epoch are reached by
     chaining from the nearest cached day; without it the cache lives in memory for this instance only.
+    `day_seconds` (optional) lands only the first seconds of each day, for quick tests and demos; the chained
+    state of later days is unaffected (it always comes from whole simulated days).
     """
 
     name = "synthetic"
 
-    def __init__(self, config: SyntheticConfig | None = None, state_dir: str | Path | None = None):
+    def __init__(
+        self,
+        config: SyntheticConfig | None = None,
+        state_dir: str | Path | None = None,
+        day_seconds: int | None = None,
+    ):
         self.config = config or SyntheticConfig()
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        if day_seconds is not None and not 0 < day_seconds <= SECONDS_PER_DAY:
+            raise ValueError(f"day_seconds={day_seconds} must lie in 1..{SECONDS_PER_DAY}")
+        self.day_seconds = day_seconds
         self._memory: dict[tuple[str, dt.date], str] = {}
 
     def tables(self) -> tuple[str, ...]:
@@ -1017,6 +1027,9 @@ class SyntheticSource:
         symbol = _perpetual(symbol).symbol  # UnknownSymbolError for an unknown symbol
         day = _as_date(day)
         state = self.state_at(symbol, day)
+        if self.day_seconds is not None and self.day_seconds < SECONDS_PER_DAY:
+            n_steps = self.day_seconds * (1000 // self.config.grid_ms)
+            return simulate_day(self.config, symbol, day, state, n_steps=n_steps).tables
         result = simulate_day(self.config, symbol, day, state)
         self._remember(symbol, day + dt.timedelta(days=1), result.end_state)
         return result.tables
