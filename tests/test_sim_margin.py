@@ -166,3 +166,59 @@ def test_closing_realizes_pnl_and_releases_margin():
     assert acct.realized_pnl == pytest.approx((60_100.0 - 60_000.1) * 0.04)
     assert acct.position_margin == pytest.approx(0.06 * 60_000.1 / 5)
     assert acct.wallet == pytest.approx(10_000.0 - 0.06 * 60_000.1 / 5 + acct.realized_pnl)
+
+
+def _reference_book(fills, leverage):
+    """Plain-Python average-cost ledger: position, entry, realized PnL, margin in the position, cash."""
+    pos = entry = realized = margin = 0.0
+    cash = 0.0
+    for side, qty, px, fee in fills:
+        cash -= fee
+        if pos and (pos > 0) != (side > 0):
+            closed = min(qty, abs(pos))
+            pnl = (px - entry) * closed * (1 if pos > 0 else -1)
+            release = margin * closed / abs(pos)
+            realized += pnl
+            margin -= release
+            cash += release + pnl
+            pos += side * closed
+            qty -= closed
+            if abs(pos) < 1e-12:
+                pos, entry, cash, margin = 0.0, 0.0, cash + margin, 0.0
+        if qty > 1e-12:
+            entry = (abs(pos) * entry + qty * px) / (abs(pos) + qty)
+            pos += side * qty
+            margin += qty * px / leverage
+            cash -= qty * px / leverage
+    return pos, entry, realized, margin, cash
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, -1]),
+            st.integers(min_value=1, max_value=2000).map(lambda n: n / 1000),
+            st.integers(min_value=550_000, max_value=650_000).map(lambda n: n / 10),
+            st.floats(min_value=0.0, max_value=5.0),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_fill_accounting_matches_an_average_cost_ledger(fills):
+    from agent.sim.margin import apply_fill
+    from agent.sim.orders import ACCOUNT_DTYPE
+
+    acct = np.zeros(1, dtype=ACCOUNT_DTYPE)
+    for side, qty, px, fee in fills:
+        apply_fill(acct, side, qty, px, fee, 10.0, 1e-9)
+    pos, entry, realized, margin, cash = _reference_book(fills, 10.0)
+    a = acct[0]
+    assert a["position"] == pytest.approx(pos, abs=1e-9)
+    assert a["entry_px"] == pytest.approx(entry, rel=1e-9, abs=1e-6)
+    assert a["realized_pnl"] == pytest.approx(realized, rel=1e-9, abs=1e-6)
+    assert a["iso_wallet"] == pytest.approx(margin, rel=1e-9, abs=1e-6)
+    assert a["cash"] == pytest.approx(cash, rel=1e-9, abs=1e-6)
+    # conservation: wallet + margin = start - fees + realized
+    assert a["cash"] + a["iso_wallet"] == pytest.approx(-sum(f[3] for f in fills) + realized, abs=1e-6)
