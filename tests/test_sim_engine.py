@@ -8,7 +8,13 @@ import pytest
 from sim_synthetic import STEP, T0, ladder
 
 from agent.sim import BUY, LatencyConfig, LatencyModel, MarginConfig, SimConfig, Simulator
-from agent.sim.orders import R_AMEND_REJECTED, R_INSUFFICIENT_MARGIN, R_NOT_ACTIVE, R_POST_ONLY_CROSS
+from agent.sim.orders import (
+    R_AMEND_REJECTED,
+    R_INSUFFICIENT_MARGIN,
+    R_MAX_NOTIONAL,
+    R_NOT_ACTIVE,
+    R_POST_ONLY_CROSS,
+)
 from agent.sim.quoter import run_touch_quoter
 
 LAT = 10_000
@@ -109,6 +115,31 @@ def test_order_beyond_the_available_margin_is_rejected():
     assert sim.order(ok)["status"] == "live" and sim.order(too_much)["status"] == "rejected"
     assert int(res.updates["reason"][-1]) == R_INSUFFICIENT_MARGIN
     assert res.account.order_margin == pytest.approx(599.9)
+
+
+def test_leverage_above_the_bracket_maximum_is_refused():
+    # 125x is allowed only below 50k notional (tier 1); 0.9 BTC at 60k is 54k
+    sim = Simulator()
+    sim.reset(ladder(n=10), SimConfig(margin=MarginConfig(initial_cash=10_000.0, leverage=125)))
+    small = sim.submit(BUY, 0.8, 59_990.0)
+    big = sim.submit(BUY, 0.1, 59_990.0)  # would take the long to 0.9
+    sim.advance_to(T0 + 50_000)
+    assert sim.order(small)["status"] == "live"
+    assert sim.order(big)["status"] == "live"  # open orders are not position: both fit on their own
+    sim2 = Simulator()
+    sim2.reset(ladder(n=10), SimConfig(margin=MarginConfig(initial_cash=10_000.0, leverage=125)))
+    too_big = sim2.submit(BUY, 0.9, 59_990.0)
+    res = sim2.advance_to(T0 + 50_000)
+    assert sim2.order(too_big)["status"] == "rejected"
+    assert int(res.updates["reason"][-1]) == R_MAX_NOTIONAL
+
+
+def test_inverse_contracts_are_refused_up_front():
+    from dataclasses import replace
+
+    m = replace(ladder(n=5), symbol="BTCUSD_PERP", lot_size=1.0)
+    with pytest.raises(NotImplementedError, match="COIN-M"):
+        Simulator().reset(m, CFG)
 
 
 def test_market_order_before_any_book_is_rejected_not_dropped():

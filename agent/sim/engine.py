@@ -14,6 +14,9 @@ Step API, for the gymnasium env:
     step = sim.advance_to(t_us)                   # fills and order updates the agent learnt in (prev, t]
     step.account                                  # AccountState: position, entry, wallet, margin, uPnL, fees ...
     sim.observed_book()                           # top-20 book as the agent sees it now
+The compiled functions are cached (numba cache=True, in agent/sim/__pycache__). numba re-checks only the file
+of the function it loads, not the files of the functions compiled into it: after editing a module here, delete
+agent/sim/__pycache__/*.nbi and *.nbc (a fresh checkout has none).
 """
 
 from __future__ import annotations
@@ -442,6 +445,13 @@ class Simulator:
 
     # -- setup ------------------------------------------------------------------------------------------------
     def reset(self, market: MarketData, config: SimConfig | None = None, seed: int = 0) -> StepResult:
+        from feature_store.instruments import INSTRUMENTS
+
+        inst = INSTRUMENTS.get(market.symbol)
+        if inst is not None and inst.inverse:
+            raise NotImplementedError(
+                f"{market.symbol} is a COIN-M (inverse) contract; the engine's accounting is USD-M linear only"
+            )
         self.config = config or SimConfig()
         cfg = self.config
         self.seed = int(seed)
