@@ -37,7 +37,6 @@ from agent.sim.orders import (
     IOC,
     LIMIT,
     LIVE,
-    PENDING,
     POST_ONLY,
     R_AMEND_REJECTED,
     R_BAD_REQUEST,
@@ -564,5 +563,4 @@ __all__ = [
     "on_funding",
     "check_liquidation",
     "mid_of",
-    "PENDING",
 ]

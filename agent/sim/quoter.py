@@ -164,6 +164,7 @@ def run_touch_quoter(
 ) -> QuoterResult:
     """Run the touch quoter on a reset Simulator from start_us (default: its clock) to stop_us (default: the
     last snapshot). Responses are not logged (the batch path only needs fills)."""
+    log_updates = int(sim._cfg[0]["log_updates"])
     sim._cfg[0]["log_updates"] = 0
     m = sim._m
     qs = np.zeros(6, dtype=np.int64)
@@ -197,7 +198,9 @@ def run_touch_quoter(
             break
         sim._grow_buffers()
         sim.orders = _grow(sim.orders)
+    sim._cfg[0]["log_updates"] = log_updates
     fills = sim.fills[n_fill0 : sim.cur[C_NFILL]].copy()
+    sim.cur[C_NFILL] = n_fill0  # handed over here: a later advance_to does not report them again
     return QuoterResult(
         fills=fills,
         decisions=int(qs[Q_DECISIONS]),
