@@ -113,8 +113,8 @@ def dagster_instance():
     return dg.DagsterInstance.get()
 
 
-def land(lake, source_config: dict, symbol: str, days: list[str]) -> list[dict]:
-    """Materialize the raw assets (and their checks) for each day; returns the day QC counters."""
+def land(lake, source_config: dict, partitions: list[tuple[str, str]]) -> list[dict]:
+    """Materialize the raw assets (and their checks) for each (symbol, day); returns the day QC counters."""
     import dagster as dg
     from tqdm import tqdm
 
@@ -131,7 +131,7 @@ def land(lake, source_config: dict, symbol: str, days: list[str]) -> list[dict]:
     selection = dg.AssetSelection.assets(*[raw_key(t) for t in produced])
     instance = dagster_instance()
     summaries = []
-    for day in tqdm(days, desc=f"landing {symbol}", unit="day", disable=len(days) < 2):
+    for symbol, day in tqdm(partitions, desc="landing", unit="partition", disable=len(partitions) < 2):
         result = dg.materialize(
             [raw_market, *RAW_CHECKS],
             selection=selection,
@@ -172,7 +172,7 @@ def _read_day_metrics(lake, symbol: str, day: str) -> dict:
 def print_qc_summary(lake, summaries: list[dict]) -> None:
     header = (
         f"{'date':<11}{'books':>10}{'trades':>11}{'1-tick':>8}{'spread p99':>11}{'L1 depth':>9}"
-        f"{'trades/s':>9}{'lag p50':>8}{'gap rate':>9}{'max gap':>8}{'quar.':>7}"
+        f"{'trades/s':>9}{'lag p50':>10}{'gap rate':>9}{'max gap':>8}{'quar.':>7}"
     )
     typer.echo("\nQC summary")
     typer.echo(header)
@@ -183,7 +183,7 @@ def print_qc_summary(lake, summaries: list[dict]) -> None:
             f"{s['date']:<11}{s.get('book_rows', 0):>10,}{s.get('trade_rows', 0):>11,}"
             f"{_fmt(s.get('spread_one_tick_share'), '.1%'):>8}{_fmt(s.get('spread_bps_p99'), '.2f'):>8} bp"
             f"{_fmt(depth / 2, '.2f'):>9}{_fmt(s.get('trades_per_s_mean'), '.1f'):>9}"
-            f"{_fmt(s.get('book_lag_ms_p50'), '.1f'):>6}ms{_fmt(s.get('book_gap_rate'), '.2%'):>9}"
+            f"{_fmt(s.get('book_lag_ms_p50'), '.1f'):>8}ms{_fmt(s.get('book_gap_rate'), '.2%'):>9}"
             f"{_fmt(s.get('book_max_gap_s'), '.1f'):>7}s{quarantined:>7,}"
         )
     typer.echo(f"\nLake:        {lake.root}  (scalper lake ls)")
@@ -228,7 +228,163 @@ def ingest_synthetic(
         "epoch": days[0],
         **extra,
     }
-    print_qc_summary(lake, land(lake, source, symbol, days))
+    print_qc_summary(lake, land(lake, source, [(symbol, d) for d in days]))
+
+
+MARKETS = ("spot", "usdm", "coinm")
+
+
+def check_market(market: str) -> str:
+    if market not in MARKETS:
+        raise CliError(f"--market {market!r} is not one of {', '.join(MARKETS)}")
+    return market
+
+
+def split_list(value: str, name: str, allowed: tuple[str, ...]) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if unknown or not items:
+        listed = ", ".join(unknown) or "empty list"
+        raise CliError(f"{name} {value!r}: unknown {listed}; choose from {', '.join(allowed)}")
+    return items
+
+
+def land_capture(lake, source_config: dict, symbol: str | None) -> None:
+    """Land every (symbol, day) a capture holds and print its sequencing QC."""
+    from feature_store.sources import make_source
+
+    try:
+        source = make_source(**source_config)
+        partitions = source.partitions()
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    if symbol:
+        partitions = [(s, d) for s, d in partitions if s == symbol.upper()]
+        if not partitions:
+            raise CliError(f"--symbol {symbol}: the capture holds no rows for it")
+    for sym in {s for s, _ in partitions}:
+        check_symbol(sym, source.market)
+    summaries = land(lake, source_config, partitions)
+    qc = source.result().qc
+    typer.echo("\nCapture QC")
+    for sym, sq in qc.symbols.items():
+        book = sq.book
+        typer.echo(
+            f"  {sym}: {book.gaps} sequence gaps, {book.crossed_events} crossed books, {book.resyncs} resyncs, "
+            f"bookTicker match {sq.ticker_match.exact_rate:.2%} where update ids line up"
+        )
+    if qc.malformed_count:
+        typer.secho(f"  {qc.malformed_count} malformed lines (first: {qc.malformed[0]})", fg="yellow")
+    print_qc_summary(lake, summaries)
+
+
+@ingest_app.command("binance-capture")
+def ingest_binance_capture(
+    files: list[Path] = typer.Argument(
+        ..., help="Capture files (gzip lines '<recv ts> <raw JSON>'), in order"
+    ),
+    market: str = typer.Option("usdm", help="spot, usdm or coinm (decides the book sequencing rule)"),
+    symbol: str | None = typer.Option(None, help="Land only this symbol"),
+    grid_ms: int = typer.Option(100, help="Book snapshot grid (ms)"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Rebuild books exactly from recorded Binance WebSocket captures and land every table they hold."""
+    check_market(market)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CliError(f"capture file(s) not found: {', '.join(missing)}")
+    lake = open_lake(lake_root)
+    config = {
+        "kind": "binance-capture",
+        "paths": [str(f) for f in files],
+        "market": market,
+        "grid_ms": grid_ms,
+    }
+    land_capture(lake, config, symbol)
+
+
+REST_DATASETS = ("aggTrades", "klines", "fundingRate", "markPrice", "premiumIndex", "openInterest")
+BULK_KINDS = ("aggTrades", "trades", "bookTicker", "bookDepth", "fundingRate", "metrics", "klines")
+
+
+@ingest_app.command("binance-rest")
+def ingest_binance_rest(
+    market: str = typer.Option("usdm"),
+    symbol: str = typer.Option("BTCUSDT"),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive)"),
+    what: str = typer.Option(
+        "aggTrades,fundingRate,markPrice", help=f"Comma list of {', '.join(REST_DATASETS)}"
+    ),
+    base_url: str | None = typer.Option(None, help="REST base URL (default: Binance's for the market)"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Fetch history from Binance REST (weight-aware, resumable) and land it."""
+    days = day_range(start, end)
+    symbol = check_symbol(symbol, check_market(market))
+    datasets = split_list(what, "--what", REST_DATASETS)
+    lake = open_lake(lake_root)
+    config = {"kind": "binance-rest", "market": market, "what": datasets, "base_url": base_url}
+    print_qc_summary(lake, land(lake, config, [(symbol, d) for d in days]))
+
+
+@ingest_app.command("binance-bulk")
+def ingest_binance_bulk(
+    market: str = typer.Option("usdm"),
+    symbol: str = typer.Option("BTCUSDT"),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive)"),
+    kinds: str = typer.Option("aggTrades,bookTicker,metrics", help=f"Comma list of {', '.join(BULK_KINDS)}"),
+    base_url: str | None = typer.Option(None, help="Archive base URL (default https://data.binance.vision/)"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Download checksum-verified daily/monthly archives from data.binance.vision and land them."""
+    days = day_range(start, end)
+    symbol = check_symbol(symbol, check_market(market))
+    config = {"kind": "binance-bulk", "market": market, "kinds": split_list(kinds, "--kinds", BULK_KINDS)}
+    config["base_url"] = base_url
+    lake = open_lake(lake_root)
+    print_qc_summary(lake, land(lake, config, [(symbol, d) for d in days]))
+
+
+@ingest_app.command("tardis")
+def ingest_tardis(
+    folder: Path = typer.Option(..., help="Folder of Tardis.dev CSV(.gz) files"),
+    symbol: str = typer.Option("BTCUSDT"),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive)"),
+    market: str = typer.Option("usdm"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Land Tardis.dev incremental_book_L2 / book_snapshot_25 / trades / derivative_ticker files."""
+    days = day_range(start, end)
+    symbol = check_symbol(symbol, check_market(market))
+    if not folder.is_dir():
+        raise CliError(f"--folder {folder} is not a folder of Tardis CSV files")
+    lake = open_lake(lake_root)
+    config = {"kind": "tardis", "folder": str(folder), "market": market}
+    print_qc_summary(lake, land(lake, config, [(symbol, d) for d in days]))
+
+
+@ingest_app.command("onchain")
+def ingest_onchain(
+    symbol: str = typer.Option("BTCUSDT", help="Perpetual whose base asset's metrics to land"),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive)"),
+    provider: str = typer.Option("coinmetrics", help="coinmetrics or blockchain.info"),
+    metrics: str = typer.Option("AdrActCnt,TxCnt", help="Comma list of the provider's metric names"),
+    base_url: str | None = typer.Option(None),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Land daily on-chain metrics, each stamped with when it became available (no look-ahead)."""
+    days = day_range(start, end)
+    symbol = check_symbol(symbol)
+    if provider not in ("coinmetrics", "blockchain.info"):
+        raise CliError(f"--provider {provider!r}: use coinmetrics or blockchain.info")
+    lake = open_lake(lake_root)
+    config = {"kind": "onchain", "provider": provider, "metrics": [m for m in metrics.split(",") if m]}
+    config["base_url"] = base_url
+    print_qc_summary(lake, land(lake, config, [(symbol, d) for d in days]))
 
 
 @lake_app.command("ls")
@@ -247,6 +403,9 @@ def lake_ls(lake_root: str | None = LakeOption) -> None:
 
 @app.command()
 def demo(
+    source: str = typer.Option(
+        "synthetic", help="synthetic (embedded simulator) or binance-sample (real capture)"
+    ),
     days: int = typer.Option(2, min=1, help="Days of synthetic market to land"),
     symbol: str = typer.Option("BTCUSDT"),
     start: str = typer.Option("2024-08-07", help="First demo day"),
@@ -255,6 +414,11 @@ def demo(
     lake_root: str | None = LakeOption,
 ) -> None:
     """The main job on the embedded default data: land synthetic days and print where to look."""
+    if source == "binance-sample":
+        land_capture(open_lake(lake_root), {"kind": "binance-sample", "market": "usdm"}, None)
+        return
+    if source != "synthetic":
+        raise CliError(f"--source {source!r}: use synthetic or binance-sample")
     first = parse_day(start, "--start")
     end = (first + dt.timedelta(days=days - 1)).isoformat()
     ingest_synthetic(

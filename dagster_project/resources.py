@@ -1,7 +1,5 @@
 """Dagster resources: where the lake is and which market source feeds the raw assets (config only)."""
 
-from __future__ import annotations
-
 import dagster as dg
 from pydantic import Field
 
@@ -19,31 +17,34 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class MarketSourceResource(dg.ConfigurableResource):
-    """Which source the raw assets land from, and its parameters."""
+    """Which source the raw assets land from, and its parameters (each source reads the ones it uses)."""
 
-    kind: str = "synthetic"
+    kind: str = Field(default="synthetic", description="synthetic, binance-sample, binance-capture, binance-rest, "
+                      "binance-bulk, tardis or onchain")  # fmt: skip
+    market: str = "usdm"
+    grid_ms: int = 100
     seed: int = 0
     signal_strength: float = 0.0
-    grid_ms: int = 100
     epoch: str | None = Field(default=None, description="synthetic: first day of the simulated history")
     day_seconds: int | None = Field(
         default=None, description="synthetic: land only the first seconds of a day"
     )
-    market: str = "usdm"
-    paths: list[str] = Field(default_factory=list, description="capture files (binance-capture)")
+    paths: list[str] = Field(default_factory=list, description="binance-capture: capture files, in order")
+    what: list[str] = Field(
+        default_factory=list, description="binance-rest: datasets, e.g. aggTrades, fundingRate"
+    )
+    kinds: list[str] = Field(default_factory=list, description="binance-bulk / tardis: file kinds")
+    base_url: str | None = Field(
+        default=None, description="binance-rest / binance-bulk / onchain: API base URL"
+    )
+    folder: str | None = Field(default=None, description="tardis: folder of CSV files")
+    provider: str = Field(default="coinmetrics", description="onchain: coinmetrics or blockchain.info")
+    metrics: list[str] = Field(default_factory=list, description="onchain: metric names")
 
     def get(self, lake: Lake) -> Source:
-        if self.kind == "synthetic":
-            import datetime as dt
-
-            state_dir = lake.local_path("state", "synthetic") if lake.is_local else None
-            return make_source(
-                "synthetic",
-                seed=self.seed,
-                signal_strength=self.signal_strength,
-                grid_ms=self.grid_ms,
-                epoch=dt.date.fromisoformat(self.epoch) if self.epoch else None,
-                state_dir=state_dir,
-                day_seconds=self.day_seconds,
-            )
-        return make_source(self.kind, market=self.market, paths=self.paths, grid_ms=self.grid_ms)
+        params = self.model_dump(exclude={"kind"})
+        if lake.is_local:
+            params["state_dir"] = str(lake.local_path("state", "synthetic"))
+            params["cache_dir"] = str(lake.local_path("state", "bulk_cache"))
+        params["lake_root"] = lake.root
+        return make_source(self.kind, **params)
