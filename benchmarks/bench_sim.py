@@ -9,7 +9,9 @@ Timed, medians of 5 warm runs:
 - hftbacktest on its own conversion of the full depth stream (hftbacktest.data.utils.binancefutures.convert,
   every diff): the workload behind the design doc's 47 ms;
 - cold start of ours in a fresh process (import + cached-compilation load + first replay), market from .npz;
-- env steps/s: the Python step API (advance_to + the same quoting decisions in Python) at 100 ms and 1 s steps.
+- env steps/s: the Python step API (advance_to + the same quoting decisions in Python) at 100 ms and 1 s steps,
+  and hftbacktest's backtest object driven from Python with the same decisions (its elapse/depth/orders calls;
+  ours also returns fills, order updates and the account on every step).
 Prints market-seconds per wall-second, the ratios, and the extrapolated time for a year of 100 ms data.
 Usage: python benchmarks/bench_sim.py [capture.gz]
 """
@@ -134,6 +136,46 @@ def python_steps(market: MarketData, step_us: int, start: int) -> tuple[int, flo
     return steps, time.perf_counter() - t0, fills
 
 
+def hbt_python_steps(events: np.ndarray, sim: Simulator, step_us: int, start: int) -> tuple[int, float]:
+    """The same decisions driven from Python through hftbacktest's backtest object."""
+    from hftbacktest import CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE
+
+    market = sim.market
+    hbt = build_hbt(events, sim, queue="power", n=3.0)
+    hbt.elapse(start - int(events["exch_ts"][0]))
+    ids = [0, 0]
+    next_id = 1
+    steps = 0
+    t0 = time.perf_counter()
+    t = start
+    while t <= market.end_us:
+        depth = hbt.depth(0)
+        orders = hbt.orders(0)
+        for s, target in ((0, depth.best_bid_tick), (1, depth.best_ask_tick)):
+            if ids[s]:
+                o = orders.get(ids[s])
+                st = o.status
+                if st in (FILLED, CANCELED, EXPIRED):
+                    ids[s] = 0
+                elif st == NEW and o.req == NONE and o.price_tick != target:
+                    hbt.cancel(0, ids[s], False)
+            if not ids[s]:
+                px = target * market.tick_size
+                if s == 0:
+                    hbt.submit_buy_order(0, next_id, px, market.lot_size, GTX, LIMIT, False)
+                else:
+                    hbt.submit_sell_order(0, next_id, px, market.lot_size, GTX, LIMIT, False)
+                ids[s] = next_id
+                next_id += 1
+        steps += 1
+        t += step_us
+        if t <= market.end_us:
+            hbt.elapse(step_us)
+    wall = time.perf_counter() - t0
+    hbt.close()
+    return steps, wall
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else CAPTURE
     print(f"capture {path}")
@@ -221,8 +263,11 @@ def main() -> None:
         cold_first = statistics.median(c[1] for c in colds)
         cold_process = statistics.median(c[2] for c in colds)
 
+    python_steps(market, 100_000, start)  # warm the Python paths
+    hbt_python_steps(events, sim, 100_000, start)
     steps100, wall100, _ = python_steps(market, 100_000, start)
     steps1s, wall1s, _ = python_steps(market, 1_000_000, start)
+    hsteps100, hwall100 = hbt_python_steps(events, sim, 100_000, start)
 
     def rate(t: float) -> float:
         return replay_s / t
@@ -257,7 +302,8 @@ def main() -> None:
     )
     print(
         f"  step API from Python: {steps100 / wall100:,.0f} steps/s at 100 ms "
-        f"({replay_s / wall100:,.0f} market-s/s), {steps1s / wall1s:,.0f} steps/s at 1 s"
+        f"({replay_s / wall100:,.0f} market-s/s), {steps1s / wall1s:,.0f} steps/s at 1 s; hftbacktest driven "
+        f"the same way: {hsteps100 / hwall100:,.0f} steps/s at 100 ms; ratio {hwall100 / wall100:.2f}x"
     )
     year_h = YEAR_S / rate(ours_t) / 3600
     print(

@@ -45,7 +45,7 @@ from agent.sim.latency import (
     recorded_latency,
     seed_rng,
 )
-from agent.sim.margin import MarginConfig, maintenance_margin, unrealized_pnl
+from agent.sim.margin import MarginConfig, maintenance_margin
 from agent.sim.market import MarketData
 from agent.sim.orders import (
     ACCOUNT_DTYPE,
@@ -97,6 +97,12 @@ from agent.sim.orders import (
 from agent.sim.queue import QueueConfig
 
 _I64_MAX = np.iinfo(np.int64).max
+_O_ID = ORDER_DTYPE.names.index("id")
+_O_STATUS = ORDER_DTYPE.names.index("status")
+_NO_FILLS = np.zeros(0, dtype=FILL_DTYPE)
+_NO_FILLS.flags.writeable = False
+_NO_UPDATES = np.zeros(0, dtype=RESPONSE_DTYPE)
+_NO_UPDATES.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -673,8 +679,10 @@ class Simulator:
 
     def _slot_of(self, order_id: int) -> int:
         slot = self._order_slot.get(order_id)
-        if slot is not None and self.orders[slot]["id"] == order_id and self.orders[slot]["status"] != FREE:
-            return slot
+        if slot is not None:
+            rec = self.orders[slot].item()
+            if rec[_O_ID] == order_id and rec[_O_STATUS] != FREE:
+                return slot
         hits = np.flatnonzero(self.orders["id"][: self.cur[C_HWM]] == order_id)
         if hits.shape[0] == 0:
             raise KeyError(f"order {order_id} is unknown or finished long ago (its slot was reused)")
@@ -709,7 +717,7 @@ class Simulator:
         return StepResult(
             now=self.now,
             fills=self._drain_fills(),
-            updates=self.updates[: self.cur[C_NUPD]].copy(),
+            updates=self.updates[: self.cur[C_NUPD]].copy() if self.cur[C_NUPD] else _NO_UPDATES,
             account=self.account(),
             book_index=int(self.cur[C_SEEN]),
             done=bool(
@@ -741,6 +749,8 @@ class Simulator:
 
     def _drain_fills(self) -> np.ndarray:
         n = int(self.cur[C_NFILL])
+        if n == 0 and not getattr(self, "_pending_read", None):
+            return _NO_FILLS
         f = self.fills[:n]
         seen = f["local_ts"] <= self.now
         out = f[seen]
@@ -755,29 +765,28 @@ class Simulator:
 
     # -- views --------------------------------------------------------------------------------------------------
     def account(self) -> AccountState:
-        a = self.acct[0]
-        mark = float(a["mark"])
+        a = dict(zip(ACCOUNT_DTYPE.names, self.acct[0].item(), strict=True))
+        mark = a["mark"]
         if not mark > 0 and self.cur[C_BOOK] >= 0:
             mark = float(mid_of(self._m[2], self._m[4], int(self.cur[C_BOOK]), self.market.tick_size))
-        upnl = float(unrealized_pnl(self.acct, mark)) if mark > 0 else 0.0
-        mm = (
-            float(maintenance_margin(self._tiers, abs(float(a["position"])) * mark)) if a["position"] else 0.0
-        )
+        pos = a["position"]
+        upnl = (mark - a["entry_px"]) * pos if pos and mark > 0 else 0.0
+        mm = float(maintenance_margin(self._tiers, abs(pos) * mark)) if pos else 0.0
         return AccountState(
-            position=float(a["position"]),
-            entry_price=float(a["entry_px"]),
-            wallet=float(a["cash"]),
-            position_margin=float(a["iso_wallet"]),
-            order_margin=float(a["reserved"]),
+            position=pos,
+            entry_price=a["entry_px"],
+            wallet=a["cash"],
+            position_margin=a["iso_wallet"],
+            order_margin=a["reserved"],
             mark=mark,
             unrealized_pnl=upnl,
             maintenance_margin=mm,
-            equity=float(a["cash"] + a["iso_wallet"]) + upnl,
-            realized_pnl=float(a["realized_pnl"]),
-            fees_paid=float(a["fees_paid"]),
-            funding_paid=float(a["funding_paid"]),
-            liquidation_fees_paid=float(a["liq_fees_paid"]),
-            insurance_covered=float(a["insurance_covered"]),
+            equity=a["cash"] + a["iso_wallet"] + upnl,
+            realized_pnl=a["realized_pnl"],
+            fees_paid=a["fees_paid"],
+            funding_paid=a["funding_paid"],
+            liquidation_fees_paid=a["liq_fees_paid"],
+            insurance_covered=a["insurance_covered"],
             liquidations=int(a["liquidated"]),
         )
 
@@ -795,17 +804,17 @@ class Simulator:
 
     def order(self, order_id: int) -> dict:
         """The agent's view of one order (status as last acknowledged) plus the exchange's hidden state."""
-        o = self.orders[self._slot_of(order_id)]
+        o = dict(zip(ORDER_DTYPE.names, self.orders[self._slot_of(order_id)].item(), strict=True))
         return {
-            "id": int(o["id"]),
-            "side": int(o["side"]),
-            "price": float(o["local_px_tick"]) * self.market.tick_size,
-            "qty": float(o["qty"]),
-            "status": STATUS_NAMES[int(o["local_status"])],
-            "leaves": float(o["local_leaves"]),
+            "id": o["id"],
+            "side": o["side"],
+            "price": o["local_px_tick"] * self.market.tick_size,
+            "qty": o["qty"],
+            "status": STATUS_NAMES[o["local_status"]],
+            "leaves": o["local_leaves"],
             "cancel_in_flight": bool(o["cancel_sent"]),
-            "exchange_status": STATUS_NAMES[int(o["status"])],
-            "queue_ahead": float(o["front"]),
+            "exchange_status": STATUS_NAMES[o["status"]],
+            "queue_ahead": o["front"],
         }
 
     def open_orders(self) -> list[dict]:
