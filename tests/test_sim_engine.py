@@ -215,3 +215,23 @@ def _slice(m, a, b):
         trade_qty=m.trade_qty[t],
         trade_side=m.trade_side[t],
     )
+
+
+def test_buffers_grow_mid_replay_without_losing_or_repeating_fills():
+    # 3,000 sell trades of one lot into our 5 BTC bid at the touch (nothing ahead): 3,000 partial fills in one
+    # advance, three times the initial fill buffer
+    trades = [(1_000 + k * 60, 60_000.0, 0.001, -1) for k in range(3_000)]
+    bsz = np.full((40, 20), 1.0)
+    bsz[:, 0] = 0.0  # an empty touch level: we are first in the queue
+    sim = Simulator()
+    sim.reset(ladder(n=40, bid_sz=bsz, trades=trades), SimConfig(margin=MarginConfig(initial_cash=100_000.0)))
+    sim.advance_to(T0 + 500)
+    oid = sim.submit(BUY, 5.0, 60_000.0, post_only=True)
+    res = sim.advance_to(T0 + 39 * STEP)
+    first_live = T0 + LAT
+    expected = sum(1 for t in trades if T0 + t[0] > first_live + 500)
+    assert res.fills.shape[0] == expected
+    assert np.all(np.diff(res.fills["exch_ts"]) > 0)
+    assert res.fills["qty"].sum() == pytest.approx(0.001 * expected)
+    assert sim.order(oid)["leaves"] == pytest.approx(5.0 - 0.001 * expected)
+    assert sim.advance_to(T0 + 39 * STEP + 1).fills.shape[0] == 0
