@@ -85,6 +85,7 @@ def run_dbt(
     threads: int | None = None,
     memory_limit: str | None = None,
     check: bool = True,
+    target_path: str | Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run dbt over the lake at `lake_root` (a local folder: the warehouse DuckDB file lives in it)."""
     lake = Path(lake_root).resolve()
@@ -94,7 +95,8 @@ def run_dbt(
         env["SCALPER_DUCKDB_THREADS"] = str(threads)
     if memory_limit:
         env["SCALPER_DUCKDB_MEMORY"] = memory_limit
-    target = lake / ".dbt_target"  # per lake: concurrent builds of different lakes never share dbt/target
+    # per lake: concurrent builds of different lakes never share dbt/target
+    target = Path(target_path) if target_path else lake / ".dbt_target"
     args = dbt_args(command, window, select, exclude, full_refresh, extra_vars, target_path=target)
     args += ["--log-path", str(target / "logs")]
     proc = subprocess.run([dbt_executable(), *args], env=env, capture_output=True, text=True)

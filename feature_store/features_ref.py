@@ -119,6 +119,21 @@ def trailing_count(ts: np.ndarray, valid: np.ndarray, seconds: float) -> np.ndar
     return prefix[np.arange(1, len(ts) + 1)] - prefix[window_start(ts, seconds)]
 
 
+def trailing_moments_fast(ts: np.ndarray, r: np.ndarray, seconds: float):
+    """The same skewness / excess kurtosis from extended-precision prefix power sums: the vectorized numpy way,
+    used as the bench baseline (the two-pass version below is the test reference)."""
+    valid = np.isfinite(r)
+    n = trailing_count(ts, valid, seconds).astype(float)
+    s1, s2, s3, s4 = (trailing_sum(ts, np.where(valid, r**k, np.nan), seconds) for k in (1, 2, 3, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        m2 = s2 / n - mean**2
+        m3 = s3 / n - 3 * mean * s2 / n + 2 * mean**3
+        m4 = s4 / n - 4 * mean * s3 / n + 6 * mean**2 * s2 / n - 3 * mean**4
+        ok = (n >= 3) & (m2 > 1e-9 * s2 / n)
+        return np.where(ok, m3 / m2**1.5, 0.0), np.where(ok, m4 / m2**2 - 3.0, 0.0)
+
+
 def trailing_moments(ts: np.ndarray, r: np.ndarray, seconds: float, chunk: int = 4096):
     """Skewness m3/m2^1.5 and excess kurtosis m4/m2^2 - 3 of the returns in (t - W, t], computed from the
     window's values directly (two-pass central moments); 0 with < 3 returns or m2 <= 1e-9 * mean(r^2)."""
@@ -191,8 +206,11 @@ def trade_flow(book: Book, trades: pa.Table) -> dict[str, np.ndarray]:
 
 
 # -- book features -----------------------------------------------------------------------------------------
-def book_features(book: Book, trades: pa.Table, params: RefParams = RefParams()) -> dict[str, np.ndarray]:
-    """int_book_features for one symbol over all its rows (no train-fit step)."""
+def book_features(
+    book: Book, trades: pa.Table, params: RefParams = RefParams(), fast_moments: bool = False
+) -> dict[str, np.ndarray]:
+    """int_book_features for one symbol over all its rows (no train-fit step).  fast_moments: skew/kurtosis from
+    prefix power sums (bench baseline) instead of the two-pass window computation (test reference)."""
     ts = book.ts_us
     bp, bs, ap, as_ = book.bid_px, book.bid_sz, book.ask_px, book.ask_sz
     out: dict[str, np.ndarray] = {"ts_us": ts}
@@ -255,7 +273,8 @@ def book_features(book: Book, trades: pa.Table, params: RefParams = RefParams())
     for s in RVOL_WINDOWS:
         out[f"rvol_{s}s"] = np.sqrt(np.maximum(trailing_sum(ts, r * r, s), 0.0))
     for s in MOMENT_WINDOWS:
-        out[f"skew_{s}s"], out[f"kurt_{s}s"] = trailing_moments(ts, r, s)
+        moments = trailing_moments_fast if fast_moments else trailing_moments
+        out[f"skew_{s}s"], out[f"kurt_{s}s"] = moments(ts, r, s)
     W = params.regime_window_s
     out["regime_rvol"] = np.sqrt(np.maximum(trailing_sum(ts, r * r, W), 0.0))
     out["regime_trend"] = np.log(mid / mid[window_start(ts, W)])

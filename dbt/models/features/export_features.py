@@ -14,7 +14,7 @@ def model(dbt, session):
         folder = os.path.join(lake, "features", name)
         os.makedirs(folder, exist_ok=True)
         session.execute(
-            f"COPY (SELECT * FROM {name} WHERE date BETWEEN '{start}' AND '{end}' ORDER BY symbol, ts_us) "
+            f"COPY (SELECT * FROM {name} WHERE date BETWEEN '{start}' AND '{end}') "
             f"TO '{folder}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (symbol, date), "
             "OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'part_{i}')"
         )

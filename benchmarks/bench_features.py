@@ -1,0 +1,111 @@
+"""Feature-build throughput: N synthetic symbol-days of 100 ms books (864k rows, 20 levels each) through the full
+dbt build (staging -> published tables, exports and QC tests), one day partition per dbt invocation as a daily
+schedule would run it, against the numpy reference (feature_store.features_ref) on the same days in this run.
+
+Prints per-day seconds, book rows/s, peak RSS of the dbt process, the slowest models, and the ratio
+dbt / numpy.  Target: <= 10 s per symbol-day on 2 cores, peak RSS <= 1 GB, flat in days.
+
+    .venv/bin/python benchmarks/bench_features.py --days 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from feature_lake import MarketParams, build_raw_lake  # noqa: E402
+
+from feature_store import features_ref as ref  # noqa: E402
+from feature_store.feature_build import BuildWindow, run_dbt  # noqa: E402
+from feature_store.instruments import instrument  # noqa: E402
+
+
+def _children_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--grid-ms", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lake", default=None, help="folder for the bench lake (default: a temp folder)")
+    args = ap.parse_args()
+    root = Path(args.lake or tempfile.mkdtemp(prefix="bench_features_"))
+    days = tuple((date(2024, 3, 1) + timedelta(days=i)).isoformat() for i in range(args.days))
+    t0 = time.perf_counter()
+    raw = build_raw_lake(root, symbols=("BTCUSDT",), days=days, params=MarketParams(grid_ms=args.grid_ms))
+    rows_per_day = raw["book_snapshots"].num_rows // args.days
+    print(
+        f"lake {root}: {args.days} day(s) x {rows_per_day:,} books, {raw['trades'].num_rows:,} trades "
+        f"written in {time.perf_counter() - t0:.1f} s"
+    )
+
+    extra = {"grid_ms": args.grid_ms}
+    run_dbt(root, "seed", BuildWindow(days[0], days[0], days[0], days[0]), extra_vars=extra)
+    per_day, peaks, cpu = [], [], []
+    for day in days:
+        window = BuildWindow(day, day, train_start=days[0], train_end=days[0])
+        t, c = time.perf_counter(), _children_cpu_s()
+        run_dbt(root, "build", window, extra_vars=extra, threads=args.threads, exclude="instruments")
+        per_day.append(time.perf_counter() - t)
+        cpu.append(_children_cpu_s() - c)
+        peaks.append(_children_peak_rss_mb())
+        results = json.loads((root / ".dbt_target" / "run_results.json").read_text())["results"]
+        slow = sorted(results, key=lambda r: -r["execution_time"])[:5]
+        print(
+            f"{day}: dbt build {per_day[-1]:.2f} s wall, {cpu[-1]:.1f} CPU-s "
+            f"({rows_per_day / per_day[-1]:,.0f} book rows/s), "
+            f"peak RSS so far {peaks[-1]:.0f} MB; slowest: "
+            + ", ".join(f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.2f}s" for r in slow)
+        )
+
+    tick = instrument("BTCUSDT").tick_size
+    books, trades = raw["book_snapshots"], raw["trades"]
+    t, c = time.perf_counter(), time.process_time()
+    book = ref.book_from_records(books, tick)
+    f = ref.book_features(book, trades, ref.RefParams(), fast_moments=True)
+    fit = ref.fit_train(f, f["ts_us"] < book.ts_us[0] + 86_400_000_000, tick)
+    ref.published_features(f, fit, tick)
+    ref.mid_markouts(f["ts_us"], f["mid"])
+    numpy_s = (time.perf_counter() - t) / args.days
+    numpy_cpu = (time.process_time() - c) / args.days
+
+    med = statistics.median(per_day)
+    print(
+        f"\nmedian dbt build per symbol-day: {med:.2f} s = {rows_per_day / med:,.0f} book rows/s "
+        f"(first day {per_day[0]:.2f} s, last {per_day[-1]:.2f} s)"
+    )
+    print(
+        f"numpy reference per symbol-day (same rows, in-process): {numpy_s:.2f} s wall, {numpy_cpu:.1f} CPU-s "
+        f"= {rows_per_day / numpy_s:,.0f} rows/s"
+    )
+    print(
+        f"ratio dbt / numpy: {med / numpy_s:.2f}x wall, {statistics.median(cpu) / numpy_cpu:.2f}x CPU "
+        f"(median dbt CPU-s per day {statistics.median(cpu):.1f}); load average now {os.getloadavg()[0]:.1f} "
+        "(the machine is shared: CPU-s is the steadier figure)"
+    )
+    print(
+        f"peak RSS of the dbt processes: {max(peaks):.0f} MB; of this process (numpy reference and data): "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
