@@ -1,0 +1,713 @@
+"""Training of the scalping agent: a readable branching-DQN loop (cleanrl style) with exact-resume checkpoints.
+
+One call, `train(TrainConfig) -> TrainResult`, runs everything; `scalper train --snapshot ID [--config FILE]` calls
+it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, top to bottom:
+
+  data        DataConfig picks the market: a feature snapshot's "train" split (MarketView.from_snapshot), a lake
+              date range, or the synthetic market cut in time into train / val / test (walk-forward order).
+  curriculum  stage 1 (first `curriculum_steps` env steps): zero order-entry/ack latency and short episodes;
+              stage 2: the configured latency and full episodes. The stage is chosen at every episode reset.
+  acting      epsilon-greedy on each branch independently (price offset, size bucket); the risk head's predicted
+              variance of the next one-step mid log return goes to the env's leverage-cap hook
+              (env.predicted_variance) once `risk_feed_after` steps have trained it.
+  learning    PrioritizedStratifiedReplay (n-step returns, strata = regime of the transition's first step),
+              Double-DQN branching targets (agent/losses.py) or their quantile version, importance-weighted TD
+              loss + `risk_loss_weight` * Gaussian variance NLL of the realized next-step mid log return.
+              Target network: soft (Polyak, `target_tau` per update) or hard every `target_period` updates.
+              Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32.
+  checkpoints at the first episode end after every `checkpoint_every` env steps: networks, optimizer, grad
+              scaler, replay buffer (agent/replay.save), loop counters and the RNG states of python, numpy, torch
+              and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
+              episode boundaries, where the env is rebuilt by its reset seed (seed + episode number): a resumed
+              run continues bit for bit like an uninterrupted one (tests/test_train.py checks it).
+  logs        metrics.jsonl (always) and TensorBoard event files when the `tensorboard` package is importable
+              (it is not a dependency; torch.utils.tensorboard needs it).
+
+Files of a run, under <runs_root>/<model_id>/: config.json, metrics.jsonl, checkpoints/<step>/, model.pt (the final
+network with what evaluation and export need to rebuild it), tb/ (TensorBoard, optional).
+`algo="ppo"` runs agent/ppo.py instead, on the same data, env, encoder and run layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from agent.env import EnvConfig, ScalperEnv
+from agent.losses import (
+    branching_double_dqn_quantile_target,
+    branching_double_dqn_target,
+    branching_quantile_loss,
+    branching_td_loss,
+    gaussian_variance_nll,
+    taken_action_values,
+)
+from agent.market_view import REGIMES, MarketView, ViewConfig
+from agent.nets import RiskAwareBranchingDQN, resolve_device
+from agent.policy_factory import ALGOS, NetConfig, as_tensors, make_policy
+from agent.replay import PrioritizedStratifiedReplay, ReplayBatch, ReplayConfig
+from agent.sim.engine import SimConfig
+from agent.sim.latency import LatencyConfig, LatencyModel
+
+SPLITS = ("train", "val", "test")
+TIME_SPLIT_TABLES = ("book_snapshots", "trades", "mark_prices")  # cut in time; funding / on-chain stay whole
+
+
+# ---- configuration ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the market comes from.
+
+    source: "synthetic" (SyntheticSource, `synthetic_minutes` from the start of its first day, cut into train /
+    val / test by `split_fractions` in time order), "snapshot" (feature snapshot `snapshot_id` in `lake_root`;
+    splits are the snapshot's own) or "lake" (raw tables of `lake_root`, one (start, end) day window per split).
+    """
+
+    source: str = "synthetic"
+    symbol: str = "BTCUSDT"
+    lake_root: str = "lake"
+    snapshot_id: str | None = None
+    windows: dict[str, tuple[str, str]] | None = None  # source "lake": split -> (first day, last day)
+    synthetic_seed: int = 1
+    signal_strength: float = 1.0
+    synthetic_minutes: int = 60
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("synthetic", "snapshot", "lake"):
+            raise ValueError(f"data source {self.source!r}; choose synthetic, snapshot or lake")
+        if self.source == "snapshot" and not self.snapshot_id:
+            raise ValueError("data source 'snapshot' needs snapshot_id (scalper train --snapshot ID)")
+        if self.source == "lake" and not self.windows:
+            raise ValueError(
+                "data source 'lake' needs windows={'train': (start, end), 'val': ..., 'test': ...}"
+            )
+        if len(self.split_fractions) != 3 or min(self.split_fractions) <= 0:
+            raise ValueError(
+                f"split_fractions={self.split_fractions}: three positive shares (train, val, test)"
+            )
+
+    def describe(self) -> str:
+        if self.source == "snapshot":
+            return f"snapshot {self.snapshot_id} ({self.symbol})"
+        if self.source == "lake":
+            return f"lake {self.lake_root} {self.symbol} {self.windows}"
+        return (
+            f"synthetic {self.symbol} seed {self.synthetic_seed} signal {self.signal_strength} "
+            f"{self.synthetic_minutes} min split {self.split_fractions}"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on; the defaults train a small agent on the synthetic market."""
+
+    algo: str = "dqn"
+    seed: int = 0
+    total_steps: int = 20_000
+    data: DataConfig = field(default_factory=DataConfig)
+    view: ViewConfig = field(default_factory=lambda: ViewConfig(micro_window=30))
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(episode_s=300.0))
+    net: NetConfig = field(default_factory=NetConfig)
+    # curriculum (stage 1: no order latency, short episodes)
+    curriculum_steps: int = 5_000
+    curriculum_episode_s: float = 120.0
+    # DQN
+    learning_rate: float = 3e-4
+    batch_size: int = 64
+    buffer_capacity: int = 50_000
+    n_step: int = 3
+    gamma: float = 0.99
+    per_alpha: float = 0.6
+    per_beta_start: float = 0.4
+    per_beta_anneal_steps: int = 20_000
+    learning_starts: int = 500
+    train_every: int = 1
+    target_tau: float = 0.005  # soft update per gradient step; 0 = hard updates every target_period
+    target_period: int = 1_000
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int = 10_000
+    huber_delta: float = 1.0
+    grad_clip: float = 10.0
+    risk_loss_weight: float = 0.1
+    risk_feed_after: int = 1_000  # env steps before the risk head's variance tightens the leverage cap
+    # PPO (agent/ppo.py)
+    ppo_rollout: int = 512
+    ppo_epochs: int = 4
+    ppo_minibatch: int = 128
+    ppo_clip: float = 0.2
+    ppo_gae_lambda: float = 0.95
+    ppo_entropy: float = 0.01
+    ppo_value_coef: float = 0.5
+    # bookkeeping
+    runs_root: str = "runs"
+    run_name: str | None = None
+    checkpoint_every: int = 5_000
+    log_every: int = 100  # gradient updates between loss log rows
+    device: str | None = None  # None: CUDA when present
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    # small batches gain nothing from intra-op threads and lose a lot on a busy machine (spinning threads)
+    torch_threads: int | None = 1
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo={self.algo!r}; choose one of {ALGOS}")
+        if self.total_steps < 1 or self.batch_size < 1 or self.train_every < 1:
+            raise ValueError("total_steps, batch_size and train_every must be >= 1")
+        if not 0.0 <= self.target_tau <= 1.0:
+            raise ValueError(f"target_tau={self.target_tau} must lie in [0, 1] (0 = periodic hard updates)")
+        if self.target_tau == 0 and self.target_period < 1:
+            raise ValueError("hard target updates need target_period >= 1")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1 env steps")
+
+    @property
+    def model_id(self) -> str:
+        """run_name, else the algorithm and a digest of the configuration (same config -> same id)."""
+        if self.run_name:
+            return self.run_name
+        digest = hashlib.sha256(json.dumps(config_to_dict(self), sort_keys=True).encode()).hexdigest()
+        return f"{self.algo}-{digest[:10]}"
+
+
+def config_to_dict(config: Any) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _build(cls, values: dict):
+    """A (nested) frozen dataclass from plain values; tuples restored from lists; unknown keys refused."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        default = names[key].default
+        if default is dataclasses.MISSING and names[key].default_factory is not dataclasses.MISSING:
+            default = names[key].default_factory()
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value)
+        elif isinstance(value, list) and "tuple" in str(hints[key]):
+            value = tuple(value)
+        elif key == "windows" and isinstance(value, dict):
+            value = {k: tuple(v) for k, v in value.items()}
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """TrainConfig from a (nested) dict as written to config.json or read from a config file."""
+    return _build(TrainConfig, values)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """TrainConfig from a .toml or .json file (sections = nested configs), with keyword overrides on top."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        if path.suffix == ".toml":
+            values = tomllib.loads(path.read_text())
+        elif path.suffix == ".json":
+            values = json.loads(path.read_text())
+        else:
+            raise ValueError(f"config file {path}: use .toml or .json")
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return config_from_dict(values)
+
+
+# ---- data and envs ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _synthetic_tables(seed: int, signal: float, minutes: int, symbol: str) -> dict[str, pa.Table]:
+    from feature_store.sources.synthetic import SyntheticConfig, initial_state, simulate_day
+
+    cfg = SyntheticConfig(seed=seed, signal_strength=signal)
+    steps = int(minutes * 60 * 1000 // cfg.grid_ms)
+    return simulate_day(cfg, symbol, cfg.first_day, initial_state(cfg, symbol), n_steps=steps).tables
+
+
+def split_tables(
+    tables: dict[str, pa.Table], fractions: tuple[float, ...], split: str
+) -> dict[str, pa.Table]:
+    """The `split` share of raw tables cut in time order (train first): book, trades and marks filtered by exchange
+    time into [lo, hi); funding and on-chain rows are kept whole (the view aligns them causally by time)."""
+    ts = tables["book_snapshots"].column("ts")
+    t0, t1 = pc.min(ts).as_py(), pc.max(ts).as_py()
+    t0, t1 = (t.timestamp() * 1e6 if hasattr(t, "timestamp") else t for t in (t0, t1))
+    bounds = np.concatenate([[0.0], np.cumsum(fractions) / np.sum(fractions)])
+    i = SPLITS.index(split)
+    lo, hi = t0 + bounds[i] * (t1 - t0), t0 + bounds[i + 1] * (t1 - t0) + (1 if i == 2 else 0)
+    out = {}
+    for name, table in tables.items():
+        if name in TIME_SPLIT_TABLES and table.num_rows:
+            t = table.column("ts")
+            t_us = t.cast(pa.int64()) if not pa.types.is_integer(t.type) else t
+            mask = pc.and_(pc.greater_equal(t_us, int(lo)), pc.less(t_us, int(hi)))
+            out[name] = table.filter(mask)
+        else:
+            out[name] = table
+    return out
+
+
+def market_view(data: DataConfig, split: str, view: ViewConfig) -> MarketView:
+    """The MarketView of one split ("train", "val", "test") of the configured data."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; choose one of {SPLITS}")
+    if data.source == "snapshot":
+        return MarketView.from_snapshot(data.lake_root, data.snapshot_id, split, data.symbol, view)
+    if data.source == "lake":
+        if split not in data.windows:
+            raise ValueError(f"DataConfig.windows has no {split!r} window; give (first day, last day) for it")
+        start, end = data.windows[split]
+        return MarketView.from_lake(data.lake_root, data.symbol, start, end, view)
+    tables = _synthetic_tables(data.synthetic_seed, data.signal_strength, data.synthetic_minutes, data.symbol)
+    return MarketView.from_tables(split_tables(tables, data.split_fractions, split), view)
+
+
+def stage_env_config(config: TrainConfig, stage: int) -> EnvConfig:
+    """Curriculum stage 1: no order-entry / ack latency and `curriculum_episode_s` episodes; stage 2: as configured."""
+    if stage == 2:
+        return config.env
+    instant = LatencyModel(kind="constant", base_us=0)
+    latency = LatencyConfig(entry=instant, ack=instant, feed=config.env.sim.latency.feed)
+    sim: SimConfig = dataclasses.replace(config.env.sim, latency=latency)
+    return dataclasses.replace(
+        config.env, sim=sim, episode_s=min(config.curriculum_episode_s, config.env.episode_s)
+    )
+
+
+def view_config_for(config: TrainConfig) -> ViewConfig:
+    """The view's feed latency must equal the engine's (ScalperEnv checks): take it from the env config."""
+    return dataclasses.replace(config.view, feed=config.env.sim.latency.feed)
+
+
+def return_variance(view: MarketView) -> float:
+    """Train-fit variance of the one-step mid log return: the risk head's output scale."""
+    r = np.diff(np.log(view.mid))
+    var = float(np.mean(r**2)) if r.shape[0] else 0.0
+    return var if var > 0 else 1e-10
+
+
+# ---- seeding, logging, checkpoints --------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class MetricsLog:
+    """Scalars as JSON lines (always) and TensorBoard events when `tensorboard` is installed."""
+
+    def __init__(self, run_dir: Path, truncate_at: int | None = None) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        if truncate_at is not None and self.path.exists():
+            # a resumed run drops rows written after its checkpoint: they are written again, identically
+            with open(self.path, "r+b") as handle:
+                handle.truncate(truncate_at)
+        self._file = open(self.path, "a")
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            pass
+
+    def write(self, kind: str, step: int, **values: float) -> None:
+        row = {"kind": kind, "step": step, **{k: float(v) for k, v in values.items()}}
+        self._file.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def offset(self) -> int:
+        self._file.flush()
+        return self.path.stat().st_size
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    return [r for r in rows if kind is None or r["kind"] == kind]
+
+
+@dataclass
+class LoopState:
+    """Counters of the training loop (checkpointed)."""
+
+    step: int = 0  # env steps taken
+    updates: int = 0  # gradient steps taken
+    episode: int = 0  # episodes finished (the next reset uses seed + episode)
+    next_checkpoint: int = 0
+    returns: list[float] = field(default_factory=list)  # episode returns so far (for the result summary)
+    pnls: list[float] = field(default_factory=list)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    return run_dir / "checkpoints" / pointer.read_text().strip()
+
+
+def _write_pointer(run_dir: Path, name: str) -> None:
+    pointer = run_dir / "checkpoints" / "latest"
+    tmp = pointer.with_suffix(".tmp")
+    tmp.write_text(name)
+    os.replace(tmp, pointer)  # atomic: a crash leaves the previous checkpoint current
+
+
+@dataclass
+class TrainResult:
+    model_id: str
+    run_dir: Path
+    model_path: Path
+    algo: str
+    steps: int
+    updates: int
+    episodes: int
+    wall_s: float
+    device: str
+    resumed_from: int | None
+    mean_return_last: float  # mean episode return over the last 10 episodes
+    mean_pnl_last: float
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["run_dir"], d["model_path"] = str(self.run_dir), str(self.model_path)
+        return d
+
+
+def save_model(path: Path, net: torch.nn.Module, config: TrainConfig, extra: dict) -> None:
+    """The final network and what rebuilding it needs: algo, config, spaces' widths, variance scale."""
+    torch.save({"state_dict": net.state_dict(), "config": config_to_dict(config), **extra}, path)
+
+
+def load_model(
+    model_dir: str | Path, device: str | None = "cpu"
+) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """(network in eval mode, TrainConfig, saved extras) of a finished run directory."""
+    path = Path(model_dir) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: train the model first (scalper train) or check the model id"
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    config = config_from_dict(saved["config"])
+    obs_space, act_space = saved["spaces"]
+    net = make_policy(
+        config.algo,
+        obs_space,
+        act_space,
+        config.net,
+        variance_scale=saved.get("variance_scale", 1.0),
+        device=device,
+    )
+    net.load_state_dict(saved["state_dict"])
+    net.eval()
+    return net, config, saved
+
+
+# ---- the DQN loop -------------------------------------------------------------------------------------------------
+def epsilon(config: TrainConfig, step: int) -> float:
+    fraction = min(step / max(config.eps_decay_steps, 1), 1.0)
+    return config.eps_start + fraction * (config.eps_end - config.eps_start)
+
+
+def obs_spec(observation_space) -> dict:
+    return {name: (space.shape, np.float32) for name, space in observation_space.spaces.items()}
+
+
+def dqn_update(
+    net: RiskAwareBranchingDQN,
+    target: RiskAwareBranchingDQN,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: ReplayBatch,
+    config: TrainConfig,
+    device: torch.device,
+    use_amp: bool,
+) -> dict[str, float | np.ndarray]:
+    """One gradient step on a replay batch: TD loss (or quantile loss) + weighted variance NLL."""
+    obs = as_tensors(batch.obs, device)
+    next_obs = as_tensors(batch.next_obs, device)
+
+    def t(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype, device=device)
+
+    rewards, discounts, weights = t(batch.rewards), t(batch.bootstrap_discount), t(batch.weights)
+    actions = t(batch.actions, torch.int64)
+    realized = t(batch.extras["realized_return"])
+    with torch.autocast(device.type, enabled=use_amp):
+        out = net(*obs)
+        with torch.no_grad():
+            online_next = net(*next_obs)
+            target_next = target(*next_obs)
+        online_q = [online_next.q_price.float(), online_next.q_size.float()]
+        if net.config.distributional:
+            y = branching_double_dqn_quantile_target(
+                rewards,
+                discounts,
+                online_q,
+                [target_next.price_quantiles.float(), target_next.size_quantiles.float()],
+            )
+            taken = taken_action_values([out.price_quantiles.float(), out.size_quantiles.float()], actions)
+            td_loss, priorities = branching_quantile_loss(taken, y, weights)
+        else:
+            y = branching_double_dqn_target(
+                rewards, discounts, online_q, [target_next.q_price.float(), target_next.q_size.float()]
+            )
+            taken = taken_action_values([out.q_price.float(), out.q_size.float()], actions)
+            td_loss, priorities = branching_td_loss(taken, y, weights, config.huber_delta)
+        risk_loss = gaussian_variance_nll(out.variance.float(), realized)
+        loss = td_loss + config.risk_loss_weight * risk_loss
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return {
+        "loss": float(loss.detach()),
+        "td_loss": float(td_loss.detach()),
+        "risk_nll": float(risk_loss.detach()),
+        "grad_norm": float(grad_norm),
+        "q_mean": float(torch.stack(taken).mean().detach()),
+        "priorities": priorities.float().cpu().numpy(),
+    }
+
+
+def soft_update(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+            t.lerp_(o, tau)
+
+
+def train(config: TrainConfig, resume: bool = True) -> TrainResult:
+    """Train (or continue, when `resume` and the run directory holds a checkpoint) and save model.pt."""
+    if config.algo == "ppo":
+        from agent.ppo import train_ppo
+
+        return train_ppo(config)
+    started = time.perf_counter()
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    run_dir = Path(config.runs_root) / config.model_id
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+
+    seed_everything(config.seed)
+    view = market_view(config.data, "train", view_config_for(config))
+    envs = {stage: ScalperEnv(view, stage_env_config(config, stage)) for stage in (1, 2)}
+    obs_space, act_space = envs[2].observation_space, envs[2].action_space
+    variance_scale = return_variance(view)
+    net = make_policy("dqn", obs_space, act_space, config.net, variance_scale=variance_scale, device=device)
+    target = copy.deepcopy(net)
+    target.eval()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    replay_config = ReplayConfig(
+        capacity=config.buffer_capacity,
+        n_step=config.n_step,
+        gamma=config.gamma,
+        alpha=config.per_alpha,
+        beta_start=config.per_beta_start,
+        beta_anneal_steps=config.per_beta_anneal_steps,
+        n_strata=len(REGIMES),
+    )
+    replay = PrioritizedStratifiedReplay(
+        replay_config, obs_spec(obs_space), {"realized_return": ((), np.float64)}, seed=config.seed + 104_729
+    )
+    explore = np.random.default_rng(config.seed + 7_919)
+    state = LoopState(next_checkpoint=config.checkpoint_every)
+
+    resumed_from = None
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    metrics_offset = None
+    if checkpoint is not None:
+        saved = torch.load(checkpoint / "state.pt", map_location=device, weights_only=False)
+        net.load_state_dict(saved["net"])
+        target.load_state_dict(saved["target"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        replay = PrioritizedStratifiedReplay.load(checkpoint / "replay.npz")
+        state = LoopState(**saved["loop"])
+        explore.bit_generator.state = saved["explore_rng"]
+        set_rng_states(saved["rng"])
+        metrics_offset = saved["metrics_offset"]
+        resumed_from = state.step
+        logger.info(f"{config.model_id}: resumed from step {state.step} ({checkpoint})")
+    elif resume is False and (run_dir / "metrics.jsonl").exists():
+        metrics_offset = 0
+    log = MetricsLog(run_dir, truncate_at=metrics_offset)
+
+    def save_checkpoint() -> None:
+        name = f"{state.step:010d}"
+        path = run_dir / "checkpoints" / name
+        path.mkdir(parents=True, exist_ok=True)
+        replay.save(path / "replay.npz")
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "target": target.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "loop": dataclasses.asdict(state),
+                "explore_rng": explore.bit_generator.state,
+                "rng": rng_states(),
+                "metrics_offset": log.offset(),
+            },
+            path / "state.pt",
+        )
+        _write_pointer(run_dir, name)
+        for old in (run_dir / "checkpoints").iterdir():  # keep the last two
+            if old.is_dir() and old.name < name and old.name not in _recent(run_dir, 2):
+                shutil.rmtree(old)
+
+    bar = tqdm(
+        total=config.total_steps, initial=state.step, disable=not config.progress, desc=config.model_id
+    )
+    n_price, n_size = (int(n) for n in act_space.nvec)
+    while state.step < config.total_steps:
+        stage = 1 if state.step < config.curriculum_steps else 2
+        env = envs[stage]
+        obs, info = env.reset(seed=config.seed + state.episode)
+        regime = REGIMES.index(info["regime"])
+        episode_return, done = 0.0, False
+        while not done and state.step < config.total_steps:
+            net.eval()
+            with torch.no_grad():
+                out = net(*as_tensors(obs, device))
+            greedy = (int(out.q_price.argmax()), int(out.q_size.argmax()))
+            eps = epsilon(config, state.step)
+            explore_draw = explore.random(2)
+            random_action = (int(explore.integers(n_price)), int(explore.integers(n_size)))
+            action = np.array([random_action[d] if explore_draw[d] < eps else greedy[d] for d in range(2)])
+            if state.step >= config.risk_feed_after:
+                env.predicted_variance = float(out.variance[0])
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            replay.add(
+                obs, action, reward, next_obs, terminated, truncated, regime,
+                extras={"realized_return": np.float64(info["mid_return"])},
+            )  # fmt: skip
+            obs, regime = next_obs, REGIMES.index(info["regime"])
+            episode_return += reward
+            state.step += 1
+            bar.update(1)
+
+            if (
+                state.step >= config.learning_starts
+                and state.step % config.train_every == 0
+                and len(replay) > 0
+            ):
+                net.train()
+                batch = replay.sample(config.batch_size, replay_config.beta_at(state.step))
+                stats = dqn_update(net, target, optimizer, scaler, batch, config, device, use_amp)
+                replay.update_priorities(batch.indices, batch.serials, stats.pop("priorities"))
+                state.updates += 1
+                if config.target_tau > 0:
+                    soft_update(target, net, config.target_tau)
+                elif state.updates % config.target_period == 0:
+                    target.load_state_dict(net.state_dict())
+                if state.updates % config.log_every == 0:
+                    log.write("train", state.step, epsilon=eps, **stats)
+        if done:
+            state.episode += 1
+            state.returns.append(episode_return)
+            stats_e = info["episode_stats"]
+            state.pnls.append(stats_e["pnl"])
+            log.write(
+                "episode",
+                state.step,
+                stage=stage,
+                episode_return=episode_return,
+                pnl=stats_e["pnl"],
+                sharpe=stats_e["sharpe"],
+                fills=stats_e["fills"],
+                max_drawdown=stats_e["max_drawdown"],
+            )
+            if state.step >= state.next_checkpoint or state.step >= config.total_steps:
+                while state.next_checkpoint <= state.step:
+                    state.next_checkpoint += config.checkpoint_every
+                save_checkpoint()
+    bar.close()
+    replay.flush()  # a run cut mid-episode stores the partial n-step returns of its last steps
+    model_path = run_dir / "model.pt"
+    net.eval()
+    save_model(
+        model_path,
+        net,
+        config,
+        {"variance_scale": variance_scale, "spaces": (obs_space, act_space), "steps": state.step},
+    )
+    log.close()
+    result = TrainResult(
+        model_id=config.model_id,
+        run_dir=run_dir,
+        model_path=model_path,
+        algo="dqn",
+        steps=state.step,
+        updates=state.updates,
+        episodes=state.episode,
+        wall_s=time.perf_counter() - started,
+        device=str(device),
+        resumed_from=resumed_from,
+        mean_return_last=float(np.mean(state.returns[-10:])) if state.returns else math.nan,
+        mean_pnl_last=float(np.mean(state.pnls[-10:])) if state.pnls else math.nan,
+    )
+    (run_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2))
+    return result
+
+
+def _recent(run_dir: Path, keep: int) -> set[str]:
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.is_dir())
+    return set(names[-keep:])
