@@ -346,7 +346,7 @@ class MetricsLog:
             # a resumed run drops rows written after its checkpoint: they are written again, identically
             with open(self.path, "r+b") as handle:
                 handle.truncate(truncate_at)
-        self._file = open(self.path, "a")
+        self._file = open(self.path, "a")  # noqa: SIM115 (kept open for the run; close() closes it)
         self._tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
