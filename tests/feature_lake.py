@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import WriterProperties, write_deltalake
 
 from feature_store.instruments import instrument
 from feature_store.records import (
@@ -203,9 +203,18 @@ def _plain_lists(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+# Row groups of 128k rows: a reader of the day's book levels then streams them a row group at a time instead of
+# decoding the whole day's lists at once (1.4 GB for 864k books of 20 levels).
+WRITER = WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=131_072)
+
+
 def write_raw(root: str | Path, table_name: str, table: pa.Table, mode: str = "append") -> None:
     write_deltalake(
-        str(Path(root) / "raw" / table_name), _plain_lists(table), mode=mode, partition_by=["symbol", "date"]
+        str(Path(root) / "raw" / table_name),
+        _plain_lists(table),
+        mode=mode,
+        partition_by=["symbol", "date"],
+        writer_properties=WRITER,
     )
 
 

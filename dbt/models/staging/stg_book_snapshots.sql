@@ -1,17 +1,19 @@
 {{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - ' ~ warmup_us(), range_end_us()) }}",
+    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
 ) }}
 -- Typed, deduplicated, QC-clipped top-10 book on the snapshot grid, one plain column per level and side
 -- (the features read only these; levels 11-20 stay in lake/raw for the replay simulator).
--- Each run (re)stages [start_date - warm-up, end_date]: the previous day's tail is staged again (identically)
--- so the rolling windows of start_date see their history even when that day was built in another run.
+-- Each run (re)stages [start_date, end_date] only (reading the previous day's 20-level lists again would double
+-- the cost): the rolling windows of start_date take their warm-up from the previous day's rows already in this
+-- table, staged by the run that built that day.  Build days in order (or as one range); a day whose previous
+-- day was never built gets its first rows flagged is_warmup instead.
 -- QC clip: a level with a non-finite price or a non-positive size is treated as absent (price NULL, size 0);
 -- a snapshot without a best bid or best ask is dropped.  Crossed / locked books are kept and flagged: the
 -- dbt tests count them (a planted crossed day fails `qc_crossed_books`).
 WITH raw AS (
     SELECT *, epoch_us(ts) AS ts_us
     FROM {{ source('raw', 'book_snapshots') }}
-    WHERE {{ raw_date_filter(days_before=1) }}
+    WHERE {{ raw_date_filter() }}
 ),
 levels AS (
     SELECT
@@ -63,7 +65,7 @@ levels AS (
         CASE WHEN ask_sz[10] > 0 AND isfinite(ask_px[10]) THEN ask_px[10] END AS ask_px_10,
         CASE WHEN ask_sz[10] > 0 AND isfinite(ask_px[10]) THEN ask_sz[10] ELSE 0.0 END AS ask_sz_10,
     FROM raw
-    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
 )
 SELECT
     * EXCLUDE (update_id),

@@ -1,8 +1,8 @@
 {{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - 86400000000', range_end_us()) }}",
+    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
 ) }}
--- Mark / index price and predicted funding of [start_date - 1 day, end_date] (the day before is the as-of
--- warm-up), deduplicated on (symbol, ts).
+-- Mark / index price and predicted funding of [start_date, end_date], deduplicated on (symbol, ts); the as-of
+-- join at the start of a day falls back on the previous day's staged rows.
 SELECT
     symbol,
     ts,
@@ -12,8 +12,8 @@ SELECT
     est_funding_rate,
     epoch_us(next_funding_ts) AS next_funding_ts_us
 FROM {{ source('raw', 'mark_prices') }}
-WHERE {{ raw_date_filter(days_before=1) }}
-  AND epoch_us(ts) >= {{ range_start_us() }} - 86400000000
+WHERE {{ raw_date_filter() }}
+  AND epoch_us(ts) >= {{ range_start_us() }}
   AND epoch_us(ts) < {{ range_end_us() }}
   AND mark_price > 0
 QUALIFY row_number() OVER (PARTITION BY symbol, ts ORDER BY recv_ts DESC) = 1
