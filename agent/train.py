@@ -77,9 +77,11 @@ TIME_SPLIT_TABLES = ("book_snapshots", "trades", "mark_prices")  # cut in time; 
 class DataConfig:
     """Where the market comes from.
 
-    source: "synthetic" (SyntheticSource, `synthetic_minutes` from the start of its first day, cut into train /
-    val / test by `split_fractions` in time order), "snapshot" (feature snapshot `snapshot_id` in `lake_root`;
-    splits are the snapshot's own) or "lake" (raw tables of `lake_root`, one (start, end) day window per split).
+    source: "synthetic" (SyntheticSource, `minutes` from the start of its first day, cut into train / val / test
+    by `split_fractions` in time order), "snapshot" (feature snapshot `snapshot_id` in `lake_root`; splits are the
+    snapshot's own), "lake" (raw tables of `lake_root`, one (start, end) day window per split) or "lake_day" (the
+    first `minutes` of day `day` in the lake's raw tables, cut in time like the synthetic market: quick runs on
+    landed data, e.g. the demo).
     """
 
     source: str = "synthetic"
@@ -87,14 +89,17 @@ class DataConfig:
     lake_root: str = "lake"
     snapshot_id: str | None = None
     windows: dict[str, tuple[str, str]] | None = None  # source "lake": split -> (first day, last day)
+    day: str | None = None  # source "lake_day"
     synthetic_seed: int = 1
     signal_strength: float = 1.0
-    synthetic_minutes: int = 60
+    minutes: int = 60
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
 
     def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "snapshot", "lake"):
-            raise ValueError(f"data source {self.source!r}; choose synthetic, snapshot or lake")
+        if self.source not in ("synthetic", "snapshot", "lake", "lake_day"):
+            raise ValueError(f"data source {self.source!r}; choose synthetic, snapshot, lake or lake_day")
+        if self.source == "lake_day" and not self.day:
+            raise ValueError("data source 'lake_day' needs day='YYYY-MM-DD' (a landed day of the symbol)")
         if self.source == "snapshot" and not self.snapshot_id:
             raise ValueError("data source 'snapshot' needs snapshot_id (scalper train --snapshot ID)")
         if self.source == "lake" and not self.windows:
@@ -111,9 +116,11 @@ class DataConfig:
             return f"snapshot {self.snapshot_id} ({self.symbol})"
         if self.source == "lake":
             return f"lake {self.lake_root} {self.symbol} {self.windows}"
+        if self.source == "lake_day":
+            return f"lake {self.lake_root} {self.symbol} {self.day} first {self.minutes} min split {self.split_fractions}"
         return (
             f"synthetic {self.symbol} seed {self.synthetic_seed} signal {self.signal_strength} "
-            f"{self.synthetic_minutes} min split {self.split_fractions}"
+            f"{self.minutes} min split {self.split_fractions}"
         )
 
 
@@ -253,27 +260,63 @@ def _synthetic_tables(seed: int, signal: float, minutes: int, symbol: str) -> di
     return simulate_day(cfg, symbol, cfg.first_day, initial_state(cfg, symbol), n_steps=steps).tables
 
 
-def split_tables(
-    tables: dict[str, pa.Table], fractions: tuple[float, ...], split: str
-) -> dict[str, pa.Table]:
-    """The `split` share of raw tables cut in time order (train first): book, trades and marks filtered by exchange
-    time into [lo, hi); funding and on-chain rows are kept whole (the view aligns them causally by time)."""
-    ts = tables["book_snapshots"].column("ts")
-    t0, t1 = pc.min(ts).as_py(), pc.max(ts).as_py()
-    t0, t1 = (t.timestamp() * 1e6 if hasattr(t, "timestamp") else t for t in (t0, t1))
-    bounds = np.concatenate([[0.0], np.cumsum(fractions) / np.sum(fractions)])
-    i = SPLITS.index(split)
-    lo, hi = t0 + bounds[i] * (t1 - t0), t0 + bounds[i + 1] * (t1 - t0) + (1 if i == 2 else 0)
+@lru_cache(maxsize=4)
+def _lake_day_tables(lake_root: str, symbol: str, day: str, minutes: int) -> dict[str, pa.Table]:
+    """The first `minutes` of one landed day (book, trades, marks), with that day's funding and the on-chain rows
+    of the days before it (they become known after the day they describe)."""
+    from datetime import date, timedelta
+
+    from feature_store.lake import Lake
+
+    lake = Lake(lake_root)
+    tables = {
+        name: lake.read(name, symbol=symbol, start=day, end=day)
+        for name in (*TIME_SPLIT_TABLES, "funding_rates")
+    }
+    if tables["book_snapshots"].num_rows == 0:
+        raise ValueError(
+            f"the lake at {lake_root} has no book_snapshots for {symbol} on {day}; land that day first"
+        )
+    early = (date.fromisoformat(day) - timedelta(days=3)).isoformat()
+    tables["onchain_metrics"] = lake.read("onchain_metrics", symbol=symbol, start=early, end=day)
+    t0 = _first_book_us(tables)
+    return time_window(tables, t0, t0 + int(minutes * 60e6))
+
+
+def _first_book_us(tables: dict[str, pa.Table]) -> int:
+    return _as_us(tables["book_snapshots"].column("ts"), pc.min)
+
+
+def _as_us(column: pa.ChunkedArray, reduce) -> int:
+    value = reduce(column.cast(pa.int64()) if not pa.types.is_integer(column.type) else column).as_py()
+    return int(value)
+
+
+def time_window(tables: dict[str, pa.Table], lo_us: int, hi_us: int) -> dict[str, pa.Table]:
+    """Book, trades and marks with exchange time in [lo_us, hi_us); funding and on-chain rows kept whole (the
+    view aligns them causally by time)."""
     out = {}
     for name, table in tables.items():
         if name in TIME_SPLIT_TABLES and table.num_rows:
             t = table.column("ts")
             t_us = t.cast(pa.int64()) if not pa.types.is_integer(t.type) else t
-            mask = pc.and_(pc.greater_equal(t_us, int(lo)), pc.less(t_us, int(hi)))
-            out[name] = table.filter(mask)
+            out[name] = table.filter(pc.and_(pc.greater_equal(t_us, lo_us), pc.less(t_us, hi_us)))
         else:
             out[name] = table
     return out
+
+
+def split_tables(
+    tables: dict[str, pa.Table], fractions: tuple[float, ...], split: str
+) -> dict[str, pa.Table]:
+    """The `split` share of raw tables cut in time order (train, then val, then test)."""
+    ts = tables["book_snapshots"].column("ts")
+    t0, t1 = _as_us(ts, pc.min), _as_us(ts, pc.max)
+    bounds = np.concatenate([[0.0], np.cumsum(fractions) / np.sum(fractions)])
+    i = SPLITS.index(split)
+    lo = t0 + int(bounds[i] * (t1 - t0))
+    hi = t0 + int(bounds[i + 1] * (t1 - t0)) + (1 if i == len(SPLITS) - 1 else 0)
+    return time_window(tables, lo, hi)
 
 
 def market_view(data: DataConfig, split: str, view: ViewConfig) -> MarketView:
@@ -287,7 +330,10 @@ def market_view(data: DataConfig, split: str, view: ViewConfig) -> MarketView:
             raise ValueError(f"DataConfig.windows has no {split!r} window; give (first day, last day) for it")
         start, end = data.windows[split]
         return MarketView.from_lake(data.lake_root, data.symbol, start, end, view)
-    tables = _synthetic_tables(data.synthetic_seed, data.signal_strength, data.synthetic_minutes, data.symbol)
+    if data.source == "lake_day":
+        tables = _lake_day_tables(str(data.lake_root), data.symbol, data.day, data.minutes)
+    else:
+        tables = _synthetic_tables(data.synthetic_seed, data.signal_strength, data.minutes, data.symbol)
     return MarketView.from_tables(split_tables(tables, data.split_fractions, split), view)
 
 

@@ -33,7 +33,7 @@ TINY = NetConfig(
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
     values = dict(
         total_steps=270,
-        data=DataConfig(synthetic_minutes=12, signal_strength=1.0),
+        data=DataConfig(minutes=12, signal_strength=1.0),
         view=ViewConfig(micro_window=8, macro_horizons_s=(60.0,)),
         env=EnvConfig(episode_s=60),
         net=TINY,
@@ -113,7 +113,7 @@ def test_risk_head_prediction_reaches_the_env(tmp_path, monkeypatch):
 def test_config_file_round_trip(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text(
-        'algo = "dqn"\ntotal_steps = 123\n[data]\nsynthetic_minutes = 7\nsplit_fractions = [0.5, 0.25, 0.25]\n'
+        'algo = "dqn"\ntotal_steps = 123\n[data]\nminutes = 7\nsplit_fractions = [0.5, 0.25, 0.25]\n'
         "[env]\nepisode_s = 90.0\n[view]\nmicro_window = 12\nmacro_horizons_s = [60.0, 300.0]\n"
     )
     config = load_config(path, seed=5)
