@@ -108,3 +108,25 @@ def test_bootstrap_interval_brackets_the_statistic():
     lo, hi = bootstrap_interval(x, lambda s: float(np.mean(s)), 1000, seed=1)
     assert lo < np.mean(x) < hi and lo > 0.7 and hi < 1.3
     assert np.isnan(bootstrap_interval([1.0], np.mean, 10, 0)[0])
+
+
+def test_honesty_experiment_smoke(tmp_path):
+    """The experiment's machinery end to end on a few hundred steps (learning is not expected at this size: the
+    full run is scripts/experiment_honesty.py). The printed verdicts follow from the intervals."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "experiment_honesty.py"
+    spec = importlib.util.spec_from_file_location("experiment_honesty", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.run_experiment((1.0, 0.0), steps=200, minutes=12, root=tmp_path, smoke=True, n_boot=100)
+    on_disk = json.loads((tmp_path / "reports" / "experiment_honesty_smoke.json").read_text())
+    assert set(on_disk["results"]) == {"signal=1", "signal=0"}
+    with_signal, without = summary["results"]["signal=1"], summary["results"]["signal=0"]
+    assert with_signal["holds"] == (
+        with_signal["vs_symmetric_mm"]["ci95"][0] > 0 and with_signal["vs_random"]["ci95"][0] > 0
+    )
+    lo, hi = without["agent_sharpe_daily_ci95"]
+    assert without["holds"] == (lo <= 0 <= hi)
+    assert with_signal["windows"] >= 2 and with_signal["train_steps"] == 200
