@@ -570,9 +570,9 @@ def dqn_update(
 
 
 def soft_update(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
+    """Polyak averaging target <- target + tau * (online - target), all parameters in one fused call."""
     with torch.no_grad():
-        for t, o in zip(target.parameters(), online.parameters(), strict=True):
-            t.lerp_(o, tau)
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
 
 
 def train(config: TrainConfig, resume: bool = True) -> TrainResult:
@@ -598,7 +598,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     net = make_policy("dqn", obs_space, act_space, config.net, variance_scale=variance_scale, device=device)
     target = copy.deepcopy(net)
     target.eval()
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, foreach=True)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     replay_config = ReplayConfig(
         capacity=config.buffer_capacity,
@@ -619,7 +619,9 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     checkpoint = latest_checkpoint(run_dir) if resume else None
     metrics_offset = None
     if checkpoint is not None:
-        saved = torch.load(checkpoint / "state.pt", map_location=device, weights_only=False)
+        saved = torch.load(
+            checkpoint / "state.pt", map_location="cpu", weights_only=False
+        )  # RNG states must stay on CPU
         net.load_state_dict(saved["net"])
         target.load_state_dict(saved["target"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -669,7 +671,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         regime = REGIMES.index(info["regime"])
         episode_return, done = 0.0, False
         while not done and state.step < config.total_steps:
-            net.eval()
+            # no train/eval switching: the networks have no dropout or batch statistics
             with torch.no_grad():
                 out = net(*as_tensors(obs, device))
             greedy = (int(out.q_price.argmax()), int(out.q_size.argmax()))
@@ -695,7 +697,6 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                 and state.step % config.train_every == 0
                 and len(replay) > 0
             ):
-                net.train()
                 batch = replay.sample(config.batch_size, replay_config.beta_at(state.step))
                 stats = dqn_update(net, target, optimizer, scaler, batch, config, device, use_amp)
                 replay.update_priorities(batch.indices, batch.serials, stats.pop("priorities"))
