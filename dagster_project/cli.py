@@ -446,3 +446,121 @@ def ui(port: int = typer.Option(3000), lake_root: str | None = LakeOption) -> No
 
 if __name__ == "__main__":
     main()
+
+
+# -- features and snapshots -----------------------------------------------------------------------------------
+def default_resources(root: str) -> dict:
+    from dagster_project.resources import default_resources as resources_for
+
+    return resources_for(root)
+
+
+features_app = typer.Typer(no_args_is_help=True, help="Build the dbt feature store.")
+snapshot_app = typer.Typer(no_args_is_help=True, help="Versioned feature snapshots.")
+app.add_typer(features_app, name="features")
+app.add_typer(snapshot_app, name="snapshot")
+
+
+def parse_window_option(value: str, name: str) -> tuple[str, str]:
+    parts = value.split(":")
+    if len(parts) != 2:
+        raise CliError(f"{name} {value!r} must be FIRST:LAST days, e.g. 2024-08-07:2024-08-08")
+    first, last = parse_day(parts[0], name), parse_day(parts[1], name)
+    if last < first:
+        raise CliError(f"{name} {value!r} ends before it starts; swap the days")
+    return first.isoformat(), last.isoformat()
+
+
+def build_features(lake, start: str, end: str, train: tuple[str, str]) -> None:
+    """Materialize the dbt feature models for the days start..end in one dbt run (single-run backfill)."""
+    import dagster as dg
+
+    from dagster_project.assets.features import feature_models
+
+    job_assets = [feature_models]
+    result = dg.materialize(
+        job_assets,
+        resources=default_resources(lake.root),
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        run_config={
+            "ops": {job_assets[0].op.name: {"config": {"train_start": train[0], "train_end": train[1]}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        instance=dagster_instance(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise CliError(f"feature build {start}..{end} failed: {_first_failure(result)}")
+
+
+@features_app.command("build")
+def features_build(
+    start: str = typer.Option(..., help="First day to build, YYYY-MM-DD"),
+    end: str = typer.Option(..., help="Last day (inclusive)"),
+    train: str = typer.Option(None, help="Train split FIRST:LAST for the train-fit statistics (default: start:end)"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Run the dbt feature models (features, labels, QC tests, normalization, regimes) over landed days."""
+    days = day_range(start, end)
+    window = parse_window_option(train, "--train") if train else (days[0], days[-1])
+    lake = open_lake(lake_root)
+    if not lake.is_local:
+        raise CliError(f"--lake {lake.root}: the DuckDB warehouse needs a local lake folder")
+    build_features(lake, days[0], days[-1], window)
+    typer.echo(f"features built for {days[0]}..{days[-1]} (train {window[0]}..{window[1]}) in {lake.root}/warehouse.duckdb")
+    typer.echo(f"published tables: {lake.uri('features')}/, daily metrics JSON: {lake.uri('features', 'metrics')}/")
+
+
+def create_snapshot(lake, train: tuple[str, str], val: tuple[str, str], test: tuple[str, str]) -> str:
+    import dagster as dg
+
+    from dagster_project.assets.features import feature_snapshot
+
+    result = dg.materialize(
+        [feature_snapshot],
+        resources=default_resources(lake.root),
+        run_config={
+            "ops": {
+                feature_snapshot.op.name: {
+                    "config": {"train": ":".join(train), "val": ":".join(val), "test": ":".join(test)}
+                }
+            },
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        instance=dagster_instance(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise CliError(f"snapshot creation failed: {_first_failure(result)}")
+    mat = result.get_asset_materialization_events()[0].materialization
+    return mat.metadata["snapshot_id"].value
+
+
+@snapshot_app.command("create")
+def snapshot_create(
+    train: str = typer.Option(..., help="Train days FIRST:LAST"),
+    val: str = typer.Option(..., help="Validation days FIRST:LAST"),
+    test: str = typer.Option(..., help="Test days FIRST:LAST"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Freeze the built features into a content-addressed snapshot and print its id."""
+    windows = [parse_window_option(v, n) for v, n in ((train, "--train"), (val, "--val"), (test, "--test"))]
+    lake = open_lake(lake_root)
+    snapshot_id = create_snapshot(lake, *windows)
+    typer.echo(snapshot_id)
+
+
+@snapshot_app.command("ls")
+def snapshot_ls(lake_root: str | None = LakeOption) -> None:
+    """Snapshots in the lake with their split windows and schema hash."""
+    from feature_store import snapshots
+
+    lake = open_lake(lake_root)
+    folder = Path(lake.root) / "snapshots"
+    ids = sorted(p.name for p in folder.iterdir() if (p / "metadata.json").exists()) if folder.is_dir() else []
+    if not ids:
+        typer.echo("no snapshots yet: scalper snapshot create --train A:B --val C:D --test E:F")
+    for snapshot_id in ids:
+        meta = snapshots.metadata(lake.root, snapshot_id)
+        splits = ", ".join(f"{k} {v.get('start')}..{v.get('end')}" for k, v in meta.get("splits", {}).items())
+        typer.echo(f"{snapshot_id}  schema {str(meta.get('schema_hash'))[:12]}  {splits}")

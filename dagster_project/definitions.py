@@ -1,15 +1,13 @@
 """Assembles the Dagster code location: assets, checks and resources (no logic here)."""
 
-from __future__ import annotations
-
 import dagster as dg
-
+from dagster_project.assets.features import feature_models, feature_snapshot
 from dagster_project.assets.ingest import raw_market
 from dagster_project.checks import RAW_CHECKS
-from dagster_project.resources import LakeResource, MarketSourceResource
+from dagster_project.resources import default_resources
 
 defs = dg.Definitions(
-    assets=[raw_market],
+    assets=[raw_market, feature_models, feature_snapshot],
     asset_checks=RAW_CHECKS,
-    resources={"lake": LakeResource(), "market_source": MarketSourceResource()},
+    resources=default_resources(),
 )

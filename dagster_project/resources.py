@@ -48,3 +48,17 @@ class MarketSourceResource(dg.ConfigurableResource):
             params["cache_dir"] = str(lake.local_path("state", "bulk_cache"))
         params["lake_root"] = lake.root
         return make_source(self.kind, **params)
+
+
+def default_resources(lake_root: str | None = None) -> dict:
+    """The resources every asset needs, for one lake (the CLI and the code location share them)."""
+    from dagster_dbt import DbtCliResource
+
+    from dagster_project.dbt_project import dbt_project
+    from feature_store.feature_build import dbt_executable
+
+    return {
+        "lake": LakeResource(root=lake_root) if lake_root else LakeResource(),
+        "market_source": MarketSourceResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+    }

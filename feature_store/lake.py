@@ -248,7 +248,8 @@ class Lake:
                 ),
             )
         predicate = _partition_predicate(partitions)
-        version = self._replace(self.table_uri(table, "raw"), good, predicate)
+        # A raw table exists once anything was landed for it, even zero rows, so readers (dbt) find it.
+        version = self._replace(self.table_uri(table, "raw"), good, predicate, create_empty=True)
         # The quarantine of a re-landed partition is replaced too, so it never accumulates copies.
         if bad.num_rows or self.delta(table, "quarantine") is not None:
             self._replace(self.table_uri(table, "quarantine"), bad, predicate)
@@ -269,13 +270,13 @@ class Lake:
             logger.info(report.summary())
         return report
 
-    def _replace(self, uri: str, data: pa.Table, predicate: str) -> int | None:
+    def _replace(self, uri: str, data: pa.Table, predicate: str, create_empty: bool = False) -> int | None:
         """Replace the rows matching `predicate` with `data` in one commit, retrying on conflicts."""
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
                 dt = self._open(uri)
                 if dt is None:
-                    if data.num_rows == 0:
+                    if data.num_rows == 0 and not create_empty:
                         return None
                     write_deltalake(
                         uri,
