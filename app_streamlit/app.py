@@ -13,7 +13,7 @@ import streamlit as st
 
 from app_streamlit import page_evaluation, page_features, page_qc, page_registry
 
-st.set_page_config(page_title="Scalper dashboard", layout="wide")
+st.set_page_config(page_title="Scalper dashboard", layout="wide", initial_sidebar_state="expanded")
 
 with st.sidebar:
     st.header("Scalper")

@@ -13,8 +13,15 @@ AGENT_COLOR = "#d62728"
 OTHER_COLOR = "#4c78a8"
 
 
-def daily_lines(frame: pd.DataFrame, columns: dict[str, str], y_title: str) -> alt.Chart:
-    """One line per (counter, symbol) over the landed days; `columns` maps counter -> legend label."""
+def daily_lines(
+    frame: pd.DataFrame,
+    columns: dict[str, str],
+    y_title: str,
+    count_axis: bool = False,
+    percent: bool = False,
+) -> alt.Chart:
+    """One line per (counter, symbol) over the landed days; `columns` maps counter -> legend label.
+    count_axis: integer counters, the axis starts at 0 and shows at least 0..1 (all-zero days stay readable)."""
     present = {c: label for c, label in columns.items() if c in frame.columns}
     long = frame.melt(
         id_vars=["symbol", "date"], value_vars=list(present), var_name="counter", value_name="value"
@@ -26,58 +33,27 @@ def daily_lines(frame: pd.DataFrame, columns: dict[str, str], y_title: str) -> a
         .mark_line(point=True)
         .encode(
             x=alt.X("utcyearmonthdate(date):T", title="day (UTC)"),
-            y=alt.Y("value:Q", title=y_title),
+            y=alt.Y(
+                "value:Q",
+                title=y_title,
+                scale=alt.Scale(domain=[0, max(1.0, float(long["value"].max()))])
+                if count_axis
+                else alt.Undefined,
+                axis=alt.Axis(format="d", tickMinStep=1)
+                if count_axis
+                else alt.Axis(format="%")
+                if percent
+                else alt.Undefined,
+            ),
             color=alt.Color("counter:N", title=None),
             strokeDash=alt.StrokeDash("symbol:N"),
-            tooltip=["symbol", alt.Tooltip("utcyearmonthdate(date):T", title="day"), "counter", "value"],
+            tooltip=[
+                "symbol",
+                alt.Tooltip("utcyearmonthdate(date):T", title="day"),
+                "counter",
+                alt.Tooltip("value:Q", format=".2%" if percent else ",.4~f"),
+            ],
         )
-        .properties(height=240)
-    )
-
-
-def daily_bars(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
-    data = frame[["symbol", "date", column]].copy()
-    data["date"] = pd.to_datetime(data["date"])
-    return (
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            x=alt.X("utcyearmonthdate(date):O", title="day (UTC)"),
-            xOffset="symbol:N",
-            y=alt.Y(f"{column}:Q", title=title),
-            color=alt.Color("symbol:N"),
-            tooltip=["symbol", alt.Tooltip("utcyearmonthdate(date):T", title="day"), column],
-        )
-        .properties(height=240)
-    )
-
-
-SPREAD_BUCKETS = {
-    "spread_one_tick_share": "1 tick",
-    "spread_2_ticks_share": "2 ticks",
-    "spread_3_5_ticks_share": "3-5 ticks",
-    "spread_over_5_ticks_share": "> 5 ticks",
-}
-
-
-def spread_regimes(frame: pd.DataFrame) -> alt.Chart:
-    """Share of book snapshots per spread bucket, one stacked bar per (symbol, day)."""
-    present = [c for c in SPREAD_BUCKETS if c in frame.columns]
-    long = frame.melt(id_vars=["symbol", "date"], value_vars=present, var_name="bucket", value_name="share")
-    long["bucket"] = long["bucket"].map(SPREAD_BUCKETS)
-    long["day"] = long["symbol"] + " " + long["date"].astype(str)
-    order = list(SPREAD_BUCKETS.values())
-    return (
-        alt.Chart(long)
-        .mark_bar()
-        .encode(
-            x=alt.X("day:N", title=None, sort=None),
-            y=alt.Y("share:Q", title="share of snapshots", stack="normalize", axis=alt.Axis(format="%")),
-            color=alt.Color("bucket:N", sort=order, title="spread"),
-            order=alt.Order("bucket_rank:Q"),
-            tooltip=["day", "bucket", alt.Tooltip("share:Q", format=".2%")],
-        )
-        .transform_calculate(bucket_rank=f"indexof({order!r}, datum.bucket)")
         .properties(height=240)
     )
 
@@ -94,7 +70,9 @@ def interval_chart(
     """Point estimate with its 95 % interval per category (horizontal), a rule at zero; `highlight` in red."""
     data = frame[[category, value, lo, hi]].copy()
     data["is_highlight"] = data[category] == highlight
-    base = alt.Chart(data).encode(y=alt.Y(f"{category}:N", title=None, sort=None))
+    base = alt.Chart(data).encode(
+        y=alt.Y(f"{category}:N", title=None, sort=None, axis=alt.Axis(labelOverlap=False, labelLimit=220))
+    )
     color = alt.condition("datum.is_highlight", alt.value(AGENT_COLOR), alt.value(OTHER_COLOR))
     bars = base.mark_rule(strokeWidth=2).encode(x=alt.X(f"{lo}:Q", title=title), x2=f"{hi}:Q", color=color)
     points = base.mark_point(filled=True, size=70).encode(
@@ -108,15 +86,27 @@ def interval_chart(
         ],
     )
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray", strokeDash=[4, 4]).encode(x="x:Q")
-    return (zero + bars + points).properties(height=max(120, 32 * len(data)))
+    return (zero + bars + points).properties(height=90 + 34 * len(data))  # height includes the axes
+
+
+BASELINE_PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#eeca3b", "#bab0ac")
+
+
+def policy_colors(policies: list[str]) -> alt.Color:
+    """The agent always red, each baseline its own non-red colour (the same in every chart of a report)."""
+    baselines = [p for p in policies if p != "agent"]
+    colors = {p: BASELINE_PALETTE[i % len(BASELINE_PALETTE)] for i, p in enumerate(baselines)}
+    colors["agent"] = AGENT_COLOR
+    domain = [p for p in policies if p == "agent"] + baselines
+    return alt.Color("policy:N", scale=alt.Scale(domain=domain, range=[colors[p] for p in domain]))
 
 
 def grouped_intervals(frame: pd.DataFrame, title: str) -> alt.LayerChart:
     """Per group (regime or fold): each policy's value with its interval, side by side."""
     base = alt.Chart(frame).encode(
-        x=alt.X("group:N", title=None),
+        x=alt.X("group:N", title=None, axis=alt.Axis(labelAngle=0)),
         xOffset="policy:N",
-        color=alt.Color("policy:N"),
+        color=policy_colors(list(dict.fromkeys(frame["policy"]))),
     )
     points = base.mark_point(filled=True, size=60).encode(
         y=alt.Y("value:Q", title=title),
@@ -129,14 +119,16 @@ def grouped_intervals(frame: pd.DataFrame, title: str) -> alt.LayerChart:
 def drift_scores(frame: pd.DataFrame) -> alt.LayerChart:
     """Per column: drift score against its test's threshold; drifted columns in red. Frame columns: column,
     score, threshold, drifted, method."""
-    base = alt.Chart(frame).encode(y=alt.Y("column:N", sort="-x", title=None))
+    base = alt.Chart(frame).encode(
+        y=alt.Y("column:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=240))
+    )
     bars = base.mark_bar().encode(
         x=alt.X("score:Q", title="drift score (test of the column, see method)"),
         color=alt.condition("datum.drifted", alt.value(AGENT_COLOR), alt.value(OTHER_COLOR)),
         tooltip=["column", "method", alt.Tooltip("score:Q", format=".4f"), "threshold", "drifted"],
     )
     ticks = base.mark_tick(color="black", thickness=2, size=14).encode(x="threshold:Q")
-    return (bars + ticks).properties(height=max(160, 16 * len(frame)))
+    return (bars + ticks).properties(height=90 + 20 * len(frame))  # height includes the axes
 
 
 def regime_coverage(coverage: dict[str, dict[str, int]]) -> alt.Chart:

@@ -101,7 +101,7 @@ def render(reports_root: str) -> None:
     diffs = readers.paired_differences(report)
     if not diffs.empty:
         st.markdown("**Agent minus baseline**: paired per-episode PnL difference with its 95 % interval")
-        left, right = st.columns([3, 2])
+        left, right = st.columns(2)
         with left:
             st.altair_chart(
                 charts.interval_chart(
@@ -141,7 +141,12 @@ def render(reports_root: str) -> None:
     st.markdown("**Equity, drawdown and inventory** (plots written by the evaluation)")
     if not ev.plots:
         st.info(f"No plots in `{ev.folder}`: re-run the evaluation with plots on (EvalConfig.plots=True).")
-    for plot in ev.plots:
-        st.image(str(plot), caption=plot.name, width="stretch")
+    # the equity curve full width, the rest two per row
+    if ev.plots:
+        st.image(str(ev.plots[0]), caption=ev.plots[0].name, width="stretch")
+    rest = ev.plots[1:]
+    for i in range(0, len(rest), 2):
+        for column, plot in zip(st.columns(2), rest[i : i + 2], strict=False):
+            column.image(str(plot), caption=plot.name, width="stretch")
     with st.expander("Evaluation settings"):
         st.json(report.get("eval_config", {}), expanded=False)

@@ -64,11 +64,11 @@ def drift_frame(summary: DriftSummary) -> pd.DataFrame:
         [
             {
                 "column": c.column,
-                "kind": c.kind,
-                "method": c.method,
+                "drifted": c.drifted,
                 "score": c.score,
                 "threshold": c.threshold,
-                "drifted": c.drifted,
+                "method": c.method,
+                "kind": c.kind,
             }
             for c in summary.columns
         ]

@@ -55,7 +55,7 @@ def issues(row: pd.Series) -> str:
     for table in ("book_snapshots", "trades"):
         if f"rows_{table}" in row and not row.get(f"rows_{table}"):
             found.append(f"no {table}")
-    return ", ".join(found)
+    return ", ".join(found) or "ok"
 
 
 def render(lake_root: str) -> None:
@@ -84,7 +84,7 @@ def render(lake_root: str) -> None:
     kpis[3].metric("quarantined rows", f"{int(frame['quarantined_total'].sum()):,}")
     crossed = frame.get("crossed_books", pd.Series(0, index=frame.index)).fillna(0)
     kpis[4].metric("crossed books", int(crossed.sum()))
-    kpis[5].metric("days with issues", int((frame["issues"] != "").sum()))
+    kpis[5].metric("days with issues", int((frame["issues"] != "ok").sum()))
 
     shown = [c for c in TABLE_COLUMNS if c in frame.columns]
     st.dataframe(
@@ -121,11 +121,36 @@ def render(lake_root: str) -> None:
             ),
             width="stretch",
         )
-        st.markdown("**Book-grid gaps per day**")
-        st.altair_chart(charts.daily_bars(frame, "book_gaps", "gaps > 1.5 grid steps"), width="stretch")
+        st.markdown("**Integrity counters per day** (book gaps: grid steps > 1.5x the grid)")
+        st.altair_chart(
+            charts.daily_lines(
+                frame,
+                {
+                    "book_gaps": "book gaps",
+                    "crossed_books": "crossed",
+                    "locked_books": "locked",
+                    "quarantined_total": "quarantined",
+                },
+                "count",
+                count_axis=True,
+            ),
+            width="stretch",
+        )
     with right:
-        st.markdown("**Spread regimes (share of book snapshots)**")
-        st.altair_chart(charts.spread_regimes(frame), width="stretch")
+        st.markdown("**Wide spreads** (share of book snapshots; the rest are at one tick)")
+        st.altair_chart(
+            charts.daily_lines(
+                frame,
+                {
+                    "spread_2_ticks_share": "2 ticks",
+                    "spread_3_5_ticks_share": "3-5 ticks",
+                    "spread_over_5_ticks_share": "> 5 ticks",
+                },
+                "share of snapshots",
+                percent=True,
+            ),
+            width="stretch",
+        )
         st.markdown("**Exchange → receive lag (ms)**")
         st.altair_chart(
             charts.daily_lines(

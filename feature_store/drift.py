@@ -93,8 +93,13 @@ class DriftSummary:
         )
 
     def to_dict(self) -> dict:
+        """The JSON summary. File locations are kept relative (the HTML's name beside the JSON), so a lake
+        folder can be moved or copied and its reports still found."""
         out = asdict(self)
+        out.pop("html_path")
+        out.pop("json_path")
         out.update(
+            html_file=Path(self.html_path).name if self.html_path else None,
             format=SUMMARY_FORMAT,
             share_drifted=self.share_drifted,
             drifted_columns=self.drifted_columns,
@@ -346,8 +351,13 @@ def summary_files(lake_root: str | Path) -> list[Path]:
 def read_summary(path: str | Path) -> DriftSummary:
     path = Path(path)
     try:
-        return DriftSummary.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        summary = DriftSummary.from_dict(data)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, DriftError) as exc:
         raise DriftError(
             f"cannot read drift summary {path} ({exc}); regenerate it with feature_store.drift.snapshot_drift"
         ) from None
+    summary.json_path = str(path)
+    if data.get("html_file"):
+        summary.html_path = str(path.parent / data["html_file"])
+    return summary

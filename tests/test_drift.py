@@ -61,8 +61,10 @@ def test_rows_are_sampled_and_files_written(shifted):
     data = json.loads((out / "test.json").read_text())
     assert data["share_drifted"] == pytest.approx(2 / 3)
     assert data["drifted_columns"] == ["spread_bps", "regime"]
+    assert data["html_file"] == "test.html"  # relative: the lake folder can move
     back = drift.read_summary(out / "test.json")
     assert back.columns == summary.columns and back.reference_name == "train"
+    assert back.html_path == str(out / "test.html") and back.json_path == str(out / "test.json")
     assert not list(out.glob(".*.tmp"))
 
 
