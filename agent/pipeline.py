@@ -41,18 +41,19 @@ def demo_config(
     total_steps: int,
     runs_root: str | Path,
     seed: int,
+    episode_s: float = 300.0,
 ) -> TrainConfig:
     return TrainConfig(
         seed=seed,
         total_steps=total_steps,
         data=DataConfig(source="lake_day", lake_root=str(lake_root), symbol=symbol, day=day, minutes=minutes),
         view=ViewConfig(micro_window=30, macro_horizons_s=(60.0, 300.0)),
-        env=EnvConfig(episode_s=300.0),
+        env=EnvConfig(episode_s=episode_s),
         net=NetConfig(
             lstm_hidden=32, macro_hidden=32, state_hidden=32, latent=64, trunk_hidden=64, head_hidden=32
         ),
         curriculum_steps=min(1_000, total_steps // 4),
-        curriculum_episode_s=100.0,
+        curriculum_episode_s=episode_s / 3,
         learning_starts=min(500, total_steps // 5),
         eps_decay_steps=max(1, total_steps * 2 // 3),
         risk_feed_after=min(1_000, total_steps // 3),
@@ -72,10 +73,11 @@ def run_pipeline_demo(
     reports_root: str | Path = "reports",
     seed: int = 0,
     progress: bool = True,
+    episode_s: float = 300.0,
 ) -> dict:
     """Train, evaluate and export on the landed data; print and return the comparison."""
     day = day or first_landed_day(lake_root, symbol)
-    config = demo_config(lake_root, symbol, day, minutes, total_steps, runs_root, seed)
+    config = demo_config(lake_root, symbol, day, minutes, total_steps, runs_root, seed, episode_s)
     config = TrainConfig(**{**config.__dict__, "progress": progress})
     result = train(config, resume=False)
     report = evaluate(

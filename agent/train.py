@@ -263,24 +263,43 @@ def _synthetic_tables(seed: int, signal: float, minutes: int, symbol: str) -> di
 @lru_cache(maxsize=4)
 def _lake_day_tables(lake_root: str, symbol: str, day: str, minutes: int) -> dict[str, pa.Table]:
     """The first `minutes` of one landed day (book, trades, marks), with that day's funding and the on-chain rows
-    of the days before it (they become known after the day they describe)."""
+    of the days before it (they become known after the day they describe). Only the window is read: a landed day
+    of 100 ms books is large."""
     from datetime import date, timedelta
 
+    import pyarrow.dataset as ds
+
     from feature_store.lake import Lake
+    from feature_store.records import RECORD_TYPES, conform
 
     lake = Lake(lake_root)
-    tables = {
-        name: lake.read(name, symbol=symbol, start=day, end=day)
-        for name in (*TIME_SPLIT_TABLES, "funding_rates")
-    }
-    if tables["book_snapshots"].num_rows == 0:
+    first = lake.read("book_snapshots", symbol=symbol, start=day, end=day, columns=["ts"])
+    if first.num_rows == 0:
         raise ValueError(
             f"the lake at {lake_root} has no book_snapshots for {symbol} on {day}; land that day first"
         )
+    t0 = _as_us(first.column("ts"), pc.min)
+    stamp = pa.timestamp("us", tz="UTC")
+    tables = {}
+    for name in TIME_SPLIT_TABLES:
+        delta = lake.delta(name)
+        if delta is None:
+            tables[name] = RECORD_TYPES[name].schema.empty_table()
+            continue
+        ts = ds.field("ts")
+        window = (
+            (ds.field("symbol") == symbol)
+            & (ds.field("date") == day)
+            & (ts >= pa.scalar(t0, stamp))
+            & (ts < pa.scalar(t0 + int(minutes * 60e6), stamp))
+        )
+        tables[name] = conform(
+            RECORD_TYPES[name], delta.to_pyarrow_dataset().to_table(filter=window).sort_by("ts")
+        )
+    tables["funding_rates"] = lake.read("funding_rates", symbol=symbol, start=day, end=day)
     early = (date.fromisoformat(day) - timedelta(days=3)).isoformat()
     tables["onchain_metrics"] = lake.read("onchain_metrics", symbol=symbol, start=early, end=day)
-    t0 = _first_book_us(tables)
-    return time_window(tables, t0, t0 + int(minutes * 60e6))
+    return tables
 
 
 def _first_book_us(tables: dict[str, pa.Table]) -> int:

@@ -10,37 +10,46 @@ import onnxruntime as ort
 import pytest
 import torch
 from deltalake import DeltaTable
-from test_train import tiny_config
 
-from agent.evaluate import EvalConfig, evaluate
-from agent.export import DecisionNetwork, export
+from agent.export import DecisionNetwork
+from agent.pipeline import run_pipeline_demo
 from agent.registry import latest, read_registry, registry_uri
-from agent.train import load_model, train
+from agent.train import _synthetic_tables, load_model
+from feature_store.lake import Lake
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """The demo pipeline end to end on 20 landed synthetic minutes: train -> evaluate -> export -> registry."""
     root = tmp_path_factory.mktemp("export")
-    train(tiny_config(root / "runs", run_name="m", total_steps=60, learning_starts=30))
-    evaluate(
-        "m",
-        EvalConfig(runs_root=str(root / "runs"), reports_root=str(root / "reports"), n_boot=50, plots=False),
+    lake = Lake(root / "lake")
+    for name, table in _synthetic_tables(3, 1.0, 20, "BTCUSDT").items():
+        if table.num_rows:
+            lake.write(name, table)
+    out = run_pipeline_demo(
+        root / "lake",
+        minutes=20,
+        total_steps=150,
+        episode_s=60.0,
+        runs_root=root / "runs",
+        reports_root=root / "reports",
+        progress=False,
     )
-    result = export(
-        "m",
-        runs_root=str(root / "runs"),
-        lake_root=str(root / "lake"),
-        reports_root=str(root / "reports"),
-        latency_runs=50,
-    )
-    return root, result
+    return root, out["export"], out["train"]["model_id"], out
+
+
+def test_demo_prints_the_comparison(exported, capsys):
+    _, _, model_id, out = exported
+    assert out["train"]["steps"] == 150
+    assert out["report"]["windows"] >= 2 and "symmetric_mm" in out["table"]
+    assert (exported[0] / "reports" / model_id / "report.json").exists()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_exported_files_match_torch(exported):
-    root, result = exported
+    root, result, model_id, _ = exported
     assert result.max_abs_diff_onnx <= 1e-5 and result.max_abs_diff_torchscript <= 1e-5
-    net, _, saved = load_model(root / "runs" / "m")
+    net, _, saved = load_model(root / "runs" / model_id)
     decision = DecisionNetwork(net).eval()
     obs_space = saved["spaces"][0]
     g = torch.Generator().manual_seed(11)
@@ -64,10 +73,10 @@ def test_exported_files_match_torch(exported):
 
 
 def test_bundle_carries_observation_and_risk_settings(exported):
-    _, result = exported
+    _, result, _, _ = exported
     bundle = json.loads((result.bundle_dir / "bundle.json").read_text())
     assert bundle["outputs"] == ["q_price", "q_size", "variance"]
-    assert bundle["normalization"]["view_config"]["micro_window"] == 8
+    assert bundle["normalization"]["view_config"]["micro_window"] == 30
     assert (
         bundle["normalization"]["snapshot_id"] is None
         and "no fitted statistics" in bundle["normalization"]["note"]
@@ -80,16 +89,16 @@ def test_bundle_carries_observation_and_risk_settings(exported):
 
 
 def test_registry_entry_in_a_delta_table(exported):
-    root, result = exported
+    root, result, model_id, _ = exported
     lake = root / "lake"
     table = DeltaTable(registry_uri(lake))
     assert table.version() == result.registry_version == 0
-    row = latest(lake, "m")
-    assert row["algo"] == "dqn" and row["snapshot_id"] is None and row["data_source"].startswith("synthetic")
+    row = latest(lake, model_id)
+    assert row["algo"] == "dqn" and row["snapshot_id"] is None and row["data_source"].startswith("lake")
     assert row["train_start_us"] < row["train_end_us"] <= row["eval_start_us"] < row["eval_end_us"]
     assert row["metrics"]["evaluation"]["episodes"] >= 2
     assert "symmetric_mm" in row["metrics"]["agent_minus_baseline"]
-    assert row["params"]["total_steps"] == 60
+    assert row["params"]["total_steps"] == 150
     assert len(row["onnx_sha256"]) == 64 and row["latency_p50_us"] > 0
     assert read_registry(lake).num_rows == 1
     with pytest.raises(KeyError, match="not in the registry"):
