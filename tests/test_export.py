@@ -38,7 +38,7 @@ def exported(tmp_path_factory):
     return root, out["export"], out["train"]["model_id"], out
 
 
-def test_demo_prints_the_comparison(exported, capsys):
+def test_demo_prints_the_comparison(exported):
     _, _, model_id, out = exported
     assert out["train"]["steps"] == 150
     assert out["report"]["windows"] >= 2 and "symmetric_mm" in out["table"]
