@@ -342,13 +342,29 @@ def evaluate(model_id: str, config: EvalConfig | None = None) -> dict:
     }
     out_dir = Path(config.reports_root) / model_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     if config.plots:
         from agent.reports import plot_report
 
         report["plots"] = [str(p) for p in plot_report(traces, out_dir)]
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out_dir / "report.json").write_text(
+        json.dumps(jsonable(report), indent=2, default=_json_default, allow_nan=False)
+    )
     return report
+
+
+def jsonable(value):
+    """Plain JSON values: numpy scalars and arrays unwrapped, tuples as lists, NaN / inf as null (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):
@@ -359,17 +375,28 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def _num(value, spec: str) -> str:
+    """A number for the table; "n/a" for a missing or undefined one (null in report.json)."""
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and not math.isfinite(value))
+        else format(value, spec)
+    )
+
+
 def comparison_table(report: dict) -> str:
     """A plain-text table: one row per policy (mean PnL and interval, daily Sharpe, drawdown, fills, fill rate),
-    and the agent's paired PnL difference against each baseline."""
+    and the agent's paired PnL difference against each baseline. Works on evaluate()'s result or report.json."""
     header = f"{'policy':<20}{'mean PnL':>11}{'95% CI':>22}{'Sharpe/d':>10}{'maxDD':>10}{'fills/ep':>10}{'fill rate':>10}"
     lines = [header, "-" * len(header)]
     for name, entry in report["policies"].items():
         a = entry["all"]
         lo, hi = a["mean_pnl_ci95"]
+        interval = f"({_num(lo, '.2f')}, {_num(hi, '.2f')})"
         lines.append(
-            f"{name:<20}{a['mean_pnl']:>11.2f}{f'({lo:.2f}, {hi:.2f})':>22}{a['sharpe_daily']:>10.2f}"
-            f"{a['max_drawdown']:>10.2f}{a['fills_per_episode']:>10.1f}{a['fill_rate']:>10.2f}"
+            f"{name:<20}{_num(a['mean_pnl'], '.2f'):>11}{interval:>22}{_num(a['sharpe_daily'], '.2f'):>10}"
+            f"{_num(a['max_drawdown'], '.2f'):>10}{_num(a['fills_per_episode'], '.1f'):>10}"
+            f"{_num(a['fill_rate'], '.2f'):>10}"
         )
     if "agent_minus_baseline" in report:
         lines.append("")
@@ -381,5 +408,7 @@ def comparison_table(report: dict) -> str:
                 if d["above_zero"]
                 else ("agent worse" if d["below_zero"] else "no significant difference")
             )
-            lines.append(f"  vs {name:<20}{d['mean']:>10.2f}  ({lo:.2f}, {hi:.2f})  {verdict}")
+            lines.append(
+                f"  vs {name:<20}{_num(d['mean'], '.2f'):>10}  ({_num(lo, '.2f')}, {_num(hi, '.2f')})  {verdict}"
+            )
     return "\n".join(lines)

@@ -58,9 +58,13 @@ class RegistryEntry:
     latency_p99_us: float
 
     def row(self) -> dict:
+        from agent.evaluate import jsonable
+
         d = asdict(self)
-        d["metrics_json"] = json.dumps(d.pop("metrics"), sort_keys=True, default=str)
-        d["params_json"] = json.dumps(d.pop("params"), sort_keys=True, default=str)
+        d["metrics_json"] = json.dumps(
+            jsonable(d.pop("metrics")), sort_keys=True, default=str, allow_nan=False
+        )
+        d["params_json"] = json.dumps(jsonable(d.pop("params")), sort_keys=True, default=str, allow_nan=False)
         return d
 
 

@@ -130,3 +130,21 @@ def test_honesty_experiment_smoke(tmp_path):
     lo, hi = without["agent_sharpe_daily_ci95"]
     assert without["holds"] == (lo <= 0 <= hi)
     assert with_signal["windows"] >= 2 and with_signal["train_steps"] == 200
+
+
+def test_report_json_is_strict_and_tabulates(trained):
+    root, _ = trained
+    evaluate(
+        "m",
+        EvalConfig(
+            runs_root=str(root),
+            reports_root=str(root / "strict"),
+            n_boot=50,
+            plots=False,
+            baselines=("random",),
+        ),
+    )
+    text = (root / "strict" / "m" / "report.json").read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    table = comparison_table(report)
+    assert "random" in table and "vs random" in table
