@@ -101,7 +101,7 @@ def render_drift(name: str, summary: DriftSummary) -> None:
     if html is not None and html.exists():
         st.download_button(
             f"Full Evidently report ({name}, HTML)",
-            data=html.read_bytes(),
+            data=html.read_bytes,  # deferred: the file (several MB) is read only when clicked
             file_name=f"drift_{summary.snapshot_id or 'tables'}_{name}.html",
             mime="text/html",
             key=f"drift_html_{summary.snapshot_id}_{name}",
