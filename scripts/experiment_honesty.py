@@ -83,6 +83,10 @@ def verdicts(report: dict, signal: float) -> dict:
         "vs_symmetric_mm": diff["symmetric_mm"],
         "vs_random": diff["random"],
         "windows": report["windows"],
+        # the design's wording: "with no signal the agent must not show significant profit"; a significant loss
+        # also fails "the interval contains 0" and is reported separately
+        "significant_profit": bool(lo > 0) if lo == lo else False,
+        "significant_loss": bool(hi < 0) if hi == hi else False,
     }
     if signal > 0:
         out["claim"] = "agent beats symmetric MM and random (difference CI above 0)"
