@@ -229,9 +229,13 @@ def markout_table(policies: dict[str, dict]) -> pd.DataFrame:
 
 
 # -- model registry ----------------------------------------------------------------------------------------------
+TIME_SUFFIXES = ("_at_us", "_start_us", "_end_us")  # epoch-microsecond columns of agent/registry.py
+
+
 def registry(lake_root: str) -> tuple[pd.DataFrame | None, int | None, list[Problem]]:
-    """The model registry Delta table at <lake>/registry/models as a frame (None when there is none) and its
-    version. Nested values are shown as JSON text."""
+    """The model registry Delta table at <lake>/registry/models (agent/registry.py) as a frame, newest first, and
+    its version; None when there is none. Epoch-microsecond times become UTC timestamps (suffix dropped); the
+    agent's headline evaluation figures are lifted out of metrics_json; other nested values show as JSON text."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
@@ -249,10 +253,33 @@ def registry(lake_root: str) -> tuple[pd.DataFrame | None, int | None, list[Prob
             [Problem(uri, f"cannot open the registry Delta table ({str(exc).splitlines()[0]})")],
         )
     frame = table.to_pandas()
-    for col in frame.columns:
-        if frame[col].map(lambda v: isinstance(v, dict | list | np.ndarray)).any():
+    for col in list(frame.columns):
+        if col.endswith(TIME_SUFFIXES) and pd.api.types.is_integer_dtype(frame[col].dropna()):
+            frame[col.removesuffix("_us")] = pd.to_datetime(frame.pop(col), unit="us", utc=True)
+        elif frame[col].map(lambda v: isinstance(v, dict | list | np.ndarray)).any():
             frame[col] = frame[col].map(_as_json_text)
+    if "metrics_json" in frame.columns:
+        evaluation = frame["metrics_json"].map(_agent_evaluation)
+        frame["agent mean PnL"] = evaluation.map(lambda e: _num(e.get("mean_pnl")))
+        frame["agent PnL 95% low"] = evaluation.map(lambda e: _interval(e.get("mean_pnl_ci95"))[0])
+        frame["agent PnL 95% high"] = evaluation.map(lambda e: _interval(e.get("mean_pnl_ci95"))[1])
+        frame["agent Sharpe (daily)"] = evaluation.map(lambda e: _num(e.get("sharpe_daily")))
+    if "created_at" in frame.columns:
+        frame = frame.sort_values("created_at", ascending=False, ignore_index=True)
     return frame, table.version(), []
+
+
+def parse_json_text(text) -> object:
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return text
+
+
+def _agent_evaluation(text) -> dict:
+    metrics = parse_json_text(text)
+    evaluation = metrics.get("evaluation") if isinstance(metrics, dict) else None
+    return evaluation if isinstance(evaluation, dict) else {}
 
 
 def _as_json_text(value) -> str:

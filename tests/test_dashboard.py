@@ -1,6 +1,6 @@
 """The Streamlit dashboard, run by AppTest against a real small lake: QC JSON written by land_day, a drift report
-from a real Evidently run, an evaluation report written by agent.evaluate on a tiny trained model, and a registry
-Delta table. Checks what each page shows (row counts, values, charts and their data), the empty states, a corrupt
+from a real Evidently run, an evaluation report written by agent.evaluate on a tiny trained model, and the
+registry row agent.export writes for it. Checks what each page shows (row counts, values, charts and their data), the empty states, a corrupt
 file shown as a warning, and that rendering writes nothing."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-from deltalake import write_deltalake
 from streamlit.testing.v1 import AppTest
 
 from feature_store import drift
@@ -48,6 +47,7 @@ def filled(tmp_path_factory):
     from test_train import tiny_config
 
     from agent.evaluate import EvalConfig, evaluate
+    from agent.export import export
     from agent.train import train
 
     train(tiny_config(root / "runs", run_name="m1", total_steps=90, learning_starts=30))
@@ -55,20 +55,13 @@ def filled(tmp_path_factory):
         "m1", EvalConfig(runs_root=str(root / "runs"), reports_root=str(root / "reports"), n_boot=200)
     )
 
-    write_deltalake(
-        str(root / "lake" / "registry" / "models"),
-        pa.table(
-            {
-                "model_id": ["m0", "m1"],
-                "registered_at": pa.array(
-                    [dt.datetime(2024, 2, 1, tzinfo=dt.UTC), dt.datetime(2024, 2, 2, tzinfo=dt.UTC)],
-                    pa.timestamp("us", tz="UTC"),
-                ),
-                "metrics": pa.array(
-                    [{"mean_pnl": -1.0, "sharpe_daily": 0.1}, {"mean_pnl": 2.0, "sharpe_daily": 0.4}]
-                ),
-            }
-        ),
+    # the real export registers the model in <lake>/registry/models (Delta)
+    export(
+        "m1",
+        runs_root=str(root / "runs"),
+        lake_root=str(root / "lake"),
+        reports_root=str(root / "reports"),
+        latency_runs=20,
     )
     return root, report
 
@@ -151,7 +144,7 @@ def test_evaluation_page_matches_the_report(filled, monkeypatch):
 
 
 def test_drift_and_registry_are_shown(filled, monkeypatch):
-    root, _ = filled
+    root, report = filled
     at = run_app(monkeypatch, root / "lake", root / "reports")
     scores = table_with(at, "column", "score", "threshold", "drifted")
     assert dict(zip(scores["column"], scores["drifted"], strict=True)) == {
@@ -159,9 +152,13 @@ def test_drift_and_registry_are_shown(filled, monkeypatch):
         "imbalance_l1": False,
     }
     assert any("No feature snapshot" in i.value and "snapshots.create" in i.value for i in at.info)
-    registry = table_with(at, "model_id", "registered_at", "metrics")
-    assert list(registry["model_id"]) == ["m1", "m0"]  # newest first
-    assert json.loads(registry["metrics"][0]) == {"mean_pnl": 2.0, "sharpe_daily": 0.4}
+    registry = table_with(at, "model_id", "created_at", "agent mean PnL")
+    assert list(registry["model_id"]) == ["m1"]
+    agent = report["policies"]["agent"]["all"]
+    assert registry["agent mean PnL"][0] == pytest.approx(agent["mean_pnl"])
+    assert registry["agent PnL 95% low"][0] == pytest.approx(agent["mean_pnl_ci95"][0])
+    assert str(registry["eval_start"][0].tz) == "UTC"
+    assert registry["eval_start"][0].value // 1000 == report["data_range_us"][0]  # epoch us shown as UTC time
 
 
 def test_rendering_writes_nothing(filled, monkeypatch):
