@@ -13,8 +13,9 @@ from app_streamlit.common import needs_local_lake, show_problems
 from feature_store.drift import DriftSummary
 
 SNAPSHOT_HOW_TO = (
-    "Build the features (dbt) and cut a snapshot with `feature_store.snapshots.create(lake, train=..., val=..., "
-    "test=...)` (the snapshot asset in Dagster: `make ui`). It lands in `<lake>/snapshots/<id>/`."
+    "Build the features and cut a snapshot: `scalper features build --start DAY --end DAY --train A:B`, then "
+    "`scalper snapshot create --train A:B --val C:D --test E:F` (or the snapshot asset in `make ui`). "
+    "It lands in `<lake>/snapshots/<id>/`."
 )
 DRIFT_HOW_TO = (
     "Write the drift reports with `feature_store.drift.snapshot_drift(lake, '{sid}')` (the drift-report asset in "

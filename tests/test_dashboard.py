@@ -151,7 +151,7 @@ def test_drift_and_registry_are_shown(filled, monkeypatch):
         "spread_bps": True,
         "imbalance_l1": False,
     }
-    assert any("No feature snapshot" in i.value and "snapshots.create" in i.value for i in at.info)
+    assert any("No feature snapshot" in i.value and "scalper snapshot create" in i.value for i in at.info)
     registry = table_with(at, "model_id", "created_at", "agent mean PnL")
     assert list(registry["model_id"]) == ["m1"]
     agent = report["policies"]["agent"]["all"]
