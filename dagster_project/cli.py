@@ -444,10 +444,6 @@ def ui(port: int = typer.Option(3000), lake_root: str | None = LakeOption) -> No
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- features and snapshots -----------------------------------------------------------------------------------
 def default_resources(root: str) -> dict:
     from dagster_project.resources import default_resources as resources_for
@@ -497,7 +493,9 @@ def build_features(lake, start: str, end: str, train: tuple[str, str]) -> None:
 def features_build(
     start: str = typer.Option(..., help="First day to build, YYYY-MM-DD"),
     end: str = typer.Option(..., help="Last day (inclusive)"),
-    train: str = typer.Option(None, help="Train split FIRST:LAST for the train-fit statistics (default: start:end)"),
+    train: str = typer.Option(
+        None, help="Train split FIRST:LAST for the train-fit statistics (default: start:end)"
+    ),
     lake_root: str | None = LakeOption,
 ) -> None:
     """Run the dbt feature models (features, labels, QC tests, normalization, regimes) over landed days."""
@@ -507,8 +505,12 @@ def features_build(
     if not lake.is_local:
         raise CliError(f"--lake {lake.root}: the DuckDB warehouse needs a local lake folder")
     build_features(lake, days[0], days[-1], window)
-    typer.echo(f"features built for {days[0]}..{days[-1]} (train {window[0]}..{window[1]}) in {lake.root}/warehouse.duckdb")
-    typer.echo(f"published tables: {lake.uri('features')}/, daily metrics JSON: {lake.uri('features', 'metrics')}/")
+    typer.echo(
+        f"features built for {days[0]}..{days[-1]} (train {window[0]}..{window[1]}) in {lake.root}/warehouse.duckdb"
+    )
+    typer.echo(
+        f"published tables: {lake.uri('features')}/, daily metrics JSON: {lake.uri('features', 'metrics')}/"
+    )
 
 
 def create_snapshot(lake, train: tuple[str, str], val: tuple[str, str], test: tuple[str, str]) -> str:
@@ -557,10 +559,145 @@ def snapshot_ls(lake_root: str | None = LakeOption) -> None:
 
     lake = open_lake(lake_root)
     folder = Path(lake.root) / "snapshots"
-    ids = sorted(p.name for p in folder.iterdir() if (p / "metadata.json").exists()) if folder.is_dir() else []
+    ids = (
+        sorted(p.name for p in folder.iterdir() if (p / "metadata.json").exists()) if folder.is_dir() else []
+    )
     if not ids:
         typer.echo("no snapshots yet: scalper snapshot create --train A:B --val C:D --test E:F")
     for snapshot_id in ids:
         meta = snapshots.metadata(lake.root, snapshot_id)
         splits = ", ".join(f"{k} {v.get('start')}..{v.get('end')}" for k, v in meta.get("splits", {}).items())
         typer.echo(f"{snapshot_id}  schema {str(meta.get('schema_hash'))[:12]}  {splits}")
+
+
+# -- agent ----------------------------------------------------------------------------------------------------
+def run_asset(asset, config: dict, lake, what: str) -> dict:
+    """Materialize one asset in-process with its op config; returns its materialization metadata."""
+    import dagster as dg
+
+    result = dg.materialize(
+        [asset],
+        resources=default_resources(lake.root),
+        run_config={
+            "ops": {asset.op.name: {"config": config}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        instance=dagster_instance(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise CliError(f"{what} failed: {_first_failure(result)}")
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    return {k: v.value for k, v in metadata.items()}
+
+
+@app.command()
+def drift(
+    snapshot: str = typer.Option("", help="Snapshot id (default: the newest snapshot asset)"),
+    sample_rows: int = typer.Option(5000, help="Rows sampled per side"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Evidently drift report of a snapshot's val and test splits against train (HTML + JSON in the lake)."""
+    from dagster_project.assets.agent import drift_report
+
+    meta = run_asset(
+        drift_report, {"snapshot_id": snapshot, "sample_rows": sample_rows}, open_lake(lake_root), "drift"
+    )
+    for key, value in meta.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command("train")
+def train_cmd(
+    snapshot: str = typer.Option("", help="Feature snapshot id (default: the newest snapshot asset)"),
+    config: Path | None = typer.Option(None, help="TrainConfig file (.toml or .json)"),
+    steps: int = typer.Option(0, help="Env steps (0: the config's)"),
+    seed: int = typer.Option(0),
+    runs_root: str = typer.Option("runs", help="Where checkpoints and logs go"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Train the agent on a feature snapshot (CUDA when present); prints the model id."""
+    from dagster_project.assets.agent import agent_model
+
+    if config is not None and not config.is_file():
+        raise CliError(f"--config {config}: no such file")
+    cfg = {"snapshot_id": snapshot, "config_file": str(config or ""), "total_steps": steps, "seed": seed}
+    meta = run_asset(agent_model, {**cfg, "runs_root": runs_root}, open_lake(lake_root), "training")
+    typer.echo(f"model {meta['model_id']}: {meta.get('steps')} steps, {meta.get('updates')} updates, "
+               f"{meta.get('wall_s', 0):.0f} s on {meta.get('device')}")  # fmt: skip
+    typer.echo(meta["model_id"])
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: str = typer.Option("", help="Model id (default: the newest trained model)"),
+    max_episodes: int = typer.Option(0, help="0: every non-overlapping test window"),
+    runs_root: str = typer.Option("runs"),
+    reports_root: str = typer.Option("reports"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Out-of-sample evaluation against buy-and-hold, TWAP, symmetric MM, Avellaneda-Stoikov and random."""
+    from agent.evaluate import comparison_table
+    from dagster_project.assets.agent import agent_evaluation
+
+    cfg = {
+        "model_id": model,
+        "runs_root": runs_root,
+        "reports_root": reports_root,
+        "max_episodes": max_episodes,
+    }
+    meta = run_asset(agent_evaluation, cfg, open_lake(lake_root), "evaluation")
+    report = json.loads((Path(reports_root) / meta["model_id"] / "report.json").read_text())
+    typer.echo(comparison_table(report))
+    typer.echo(f"\nreport and plots: {Path(reports_root) / meta['model_id']}/")
+
+
+@app.command("export")
+def export_cmd(
+    model: str = typer.Option("", help="Model id (default: the newest trained model)"),
+    runs_root: str = typer.Option("runs"),
+    reports_root: str = typer.Option("reports"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """TorchScript + ONNX bundle (checked against torch with onnxruntime) and a model registry entry."""
+    from dagster_project.assets.agent import agent_export
+
+    cfg = {"model_id": model, "runs_root": runs_root, "reports_root": reports_root}
+    meta = run_asset(agent_export, cfg, open_lake(lake_root), "export")
+    typer.echo(f"bundle: {meta['bundle']}  (ONNX max |diff| {meta['onnx_max_abs_diff']:.1e}, "
+               f"latency {meta['latency_us']}, registry version {meta['registry_version']})")  # fmt: skip
+
+
+@app.command()
+def hpo(
+    trials: int = typer.Option(20),
+    storage: str = typer.Option("sqlite:///runs/optuna.db", help="Optuna RDB storage URL"),
+    snapshot: str | None = typer.Option(
+        None, help="Train and validate on this snapshot (default: synthetic)"
+    ),
+    steps_per_trial: int = typer.Option(20_000),
+    study: str = typer.Option("scalper"),
+    lake_root: str | None = LakeOption,
+) -> None:
+    """Optuna search (TPE + median pruning, RDB storage) over regime-aware validation windows."""
+    import dataclasses
+
+    from agent.hpo import HPOConfig, run_hpo
+    from agent.train import load_config
+
+    base = load_config()
+    if snapshot:
+        data = dataclasses.replace(
+            base.data, source="snapshot", snapshot_id=snapshot, lake_root=open_lake(lake_root).root
+        )
+        base = dataclasses.replace(base, data=data)
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    config = HPOConfig(
+        base=base, trials=trials, storage=storage, study_name=study, steps_per_trial=steps_per_trial
+    )
+    typer.echo(json.dumps(run_hpo(config), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
