@@ -404,32 +404,73 @@ def lake_ls(lake_root: str | None = LakeOption) -> None:
 @app.command()
 def demo(
     source: str = typer.Option(
-        "synthetic", help="synthetic (embedded simulator) or binance-sample (real capture)"
+        "synthetic", help="synthetic (the whole pipeline) or binance-sample (landing only)"
     ),
-    days: int = typer.Option(2, min=1, help="Days of synthetic market to land"),
     symbol: str = typer.Option("BTCUSDT"),
-    start: str = typer.Option("2024-08-07", help="First demo day"),
+    start: str = typer.Option("2024-08-07", help="First of the three demo days (train, validation, test)"),
     seed: int = typer.Option(7),
-    signal_strength: float = typer.Option(0.5),
+    signal_strength: float = typer.Option(0.5, help="Planted edge of the synthetic market (0: none)"),
+    train_steps: int = typer.Option(3000, help="Env steps of the short training run"),
+    eval_episodes: int = typer.Option(24, help="Out-of-sample episodes (5 min each) per policy"),
+    land_only: bool = typer.Option(False, help="Stop after landing the raw data"),
     lake_root: str | None = LakeOption,
 ) -> None:
-    """The main job on the embedded default data: land synthetic days and print where to look."""
+    """The main job on the embedded data: land 3 synthetic days -> dbt features -> snapshot -> drift report ->
+    training -> out-of-sample evaluation against the baselines -> export."""
     if source == "binance-sample":
         land_capture(open_lake(lake_root), {"kind": "binance-sample", "market": "usdm"}, None)
         return
     if source != "synthetic":
         raise CliError(f"--source {source!r}: use synthetic or binance-sample")
     first = parse_day(start, "--start")
-    end = (first + dt.timedelta(days=days - 1)).isoformat()
+    d1, d2, d3 = ((first + dt.timedelta(days=i)).isoformat() for i in range(3))
+    typer.secho(
+        f"[1/6] landing {symbol} {d1}..{d3} (synthetic, seed {seed}, signal {signal_strength})", bold=True
+    )
     ingest_synthetic(
         symbol=symbol,
-        start=start,
-        end=end,
+        start=d1,
+        end=d3,
         seed=seed,
         signal_strength=signal_strength,
         config=None,
         lake_root=lake_root,
     )
+    if land_only:
+        return
+    lake = open_lake(lake_root)
+    typer.secho(f"\n[2/6] dbt feature store over {d1}..{d3}, train-fit statistics on {d1}", bold=True)
+    build_features(lake, d1, d3, (d1, d1))
+    typer.secho("\n[3/6] snapshot: train / validation / test = one day each", bold=True)
+    snapshot_id = create_snapshot(lake, (d1, d1), (d2, d2), (d3, d3))
+    typer.echo(f"snapshot {snapshot_id} in {lake.uri('snapshots', snapshot_id)}")
+    typer.secho("\n[4/6] drift of validation and test against train (Evidently)", bold=True)
+    from dagster_project.assets.agent import agent_model, drift_report
+
+    drift_meta = run_asset(drift_report, {"snapshot_id": snapshot_id, "sample_rows": 2000}, lake, "drift")
+    typer.echo(
+        f"share of drifted columns: val {drift_meta['val_share_drifted']:.0%}, test {drift_meta['test_share_drifted']:.0%}"
+        f" (reports under {lake.uri('reports', 'drift', snapshot_id)})"
+    )
+    typer.secho(f"\n[5/6] training {train_steps} env steps on the train split", bold=True)
+    cfg = {
+        "snapshot_id": snapshot_id,
+        "config_file": "",
+        "total_steps": train_steps,
+        "seed": seed,
+        "runs_root": "runs",
+    }
+    model_id = run_asset(agent_model, cfg, lake, "training")["model_id"]
+    typer.secho(f"\n[6/6] out-of-sample evaluation of {model_id} on {d3}, then export", bold=True)
+    evaluate_cmd(
+        model=model_id,
+        max_episodes=eval_episodes,
+        runs_root="runs",
+        reports_root="reports",
+        lake_root=lake.root,
+    )
+    export_cmd(model=model_id, runs_root="runs", reports_root="reports", lake_root=lake.root)
+    typer.echo("\nNext: make dashboard (reports, QC, drift, registry) · make ui (the Dagster asset graph)")
 
 
 @app.command()
