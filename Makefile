@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench ui dashboard lint format clean
+.PHONY: install demo test bench experiment ui dashboard lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"Python 3.11 is required, found {v[0]}.{v[1]} at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -25,6 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+experiment: $(STAMP)
+	$(BIN)/python scripts/experiment_honesty.py
+
 ui: $(STAMP)
 	$(BIN)/scalper ui
 
@@ -38,4 +41,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
-	rm -rf lake .dagster_home dbt/target dbt/logs reports
+	rm -rf lake .dagster_home dbt/target dbt/logs reports runs
