@@ -28,7 +28,8 @@ from feature_store.instruments import known_symbols
 from feature_store.records import BOOK_LEVELS, RECORD_TYPES, RecordType, conform, record_type
 
 ZONES = ("raw", "quarantine", "features", "metrics", "state", "snapshots")
-_WRITER = WriterProperties(compression="ZSTD", compression_level=3)
+# Row groups of 128k rows: readers (dbt staging) decode a day's 20-level lists a group at a time, not all at once.
+_WRITER = WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=131_072)
 _COMMIT_ATTEMPTS = 12
 
 
