@@ -606,6 +606,10 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     device = resolve_device(config.device)
     use_amp = config.amp and device.type == "cuda"
     run_dir = Path(config.runs_root) / config.model_id
+    if not resume and (run_dir / "checkpoints").exists():
+        shutil.rmtree(
+            run_dir / "checkpoints"
+        )  # a fresh run must not leave an older run's checkpoints to resume
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
 

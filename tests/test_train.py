@@ -5,6 +5,7 @@ Tiny networks on 12 synthetic minutes (the first 60 % is the train split), a few
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -151,3 +152,12 @@ def test_ppo_trains_on_the_same_encoder(tmp_path):
     assert type(net).__name__ == "BranchingActorCritic"
     rows = read_metrics(result.run_dir, "train")
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_fresh_run_discards_older_checkpoints(tmp_path):
+    config = tiny_config(tmp_path, total_steps=150, run_name="f", learning_starts=30)
+    train(config)
+    again = train(config, resume=False)
+    assert again.resumed_from is None and again.steps == 150
+    resumed = train(dataclasses.replace(config, total_steps=210))
+    assert resumed.resumed_from == 150
