@@ -2,7 +2,7 @@
 
 `export(model_id)` (CLI `scalper export --model ID`) writes <runs_root>/<id>/export/:
   policy.ts       TorchScript (torch.jit.trace of the decision network)
-  policy.onnx     ONNX (torch.onnx.export, dynamo; dynamic batch and window axes)
+  policy.onnx     ONNX (torch.onnx.export, TorchScript-based; dynamic batch and window axes)
   bundle.json     inputs and outputs, the action layout, what the observation builder needs to rebuild the inputs
                   (ViewConfig incl. normalization scales, feature names per stream, clip bound, and the feature
                   snapshot's train-fit normalization statistics when the model was trained on a snapshot), the
@@ -166,16 +166,18 @@ def export(
         )  # torch.jit deprecation notice and LSTM tracer notes; graphs are checked below
         traced = torch.jit.trace(decision, example)
         torch.jit.save(traced, str(ts_path))
-        batch, win = torch.export.Dim("batch", min=1), torch.export.Dim("window", min=2)
+        # The TorchScript-based exporter: the dynamo exporter (torch 2.13) keeps the window axis dynamic only for
+        # the first export in a process and silently fixes it in later ones (seen in the full test suite).
+        axes = {"micro": {0: "batch", 1: "window"}, "macro": {0: "batch"}, "state": {0: "batch"}}
+        axes.update({name: {0: "batch"} for name in names})
         torch.onnx.export(
             decision,
             example,
             str(onnx_path),
             input_names=list(INPUTS),
             output_names=list(names),
-            dynamic_shapes=({0: batch, 1: win}, {0: batch}, {0: batch}),
-            dynamo=True,
-            verbose=False,
+            dynamic_axes=axes,
+            dynamo=False,
         )
         scripted = torch.jit.load(str(ts_path))
     options = ort.SessionOptions()

@@ -243,17 +243,17 @@ def test_onnx_export_matches_torch(tmp_path):
     config = small_config(n_quantiles=3)
     net = RiskAwareBranchingDQN(config, device="cpu").eval()
     path = tmp_path / "bdq.onnx"
-    batch, window = torch.export.Dim("batch", min=1), torch.export.Dim("window", min=2)
+    axes = {"micro": {0: "batch", 1: "window"}, "macro": {0: "batch"}, "state": {0: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # the exporter agent/export.py uses (the dynamo one fixes the window axis after a first export)
         torch.onnx.export(
             net,
             random_inputs(config, batch=4, window=10),
             str(path),
             input_names=["micro", "macro", "state"],
-            dynamic_shapes=({0: batch, 1: window}, {0: batch}, {0: batch}),
-            dynamo=True,
-            verbose=False,
+            dynamic_axes=axes,
+            dynamo=False,
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = random_inputs(config, batch=5, window=12, seed=9)
