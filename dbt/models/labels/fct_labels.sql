@@ -9,7 +9,8 @@
 WITH book AS (
     SELECT symbol, date, ts, ts_us, (bid_px_1 + ask_px_1) / 2 AS mid
     FROM {{ ref('stg_book_snapshots') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }}
+    -- books up to one horizon past the range: labels at the range's end look into the next day when it is staged
+    WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
 ),
 last_book AS (
     SELECT symbol, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
@@ -29,3 +30,4 @@ JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
 ASOF LEFT JOIN book AS a{{ h }} ON a{{ h }}.symbol = b.symbol AND b.ts_us + {{ h * 1000000 }} >= a{{ h }}.ts_us
 {%- endfor %}
+WHERE b.ts_us < {{ range_end_us() }}
