@@ -163,10 +163,9 @@ def _first_failure(result) -> str:
 
 
 def _read_day_metrics(lake, symbol: str, day: str) -> dict:
-    path = Path(lake.root.removeprefix("file://"), "metrics", "ingest", symbol, f"{day}.json")
-    return (
-        json.loads(path.read_text()) if lake.is_local and path.exists() else {"symbol": symbol, "date": day}
-    )
+    from feature_store.qc import read_metrics
+
+    return read_metrics(lake, symbol, day) or {"symbol": symbol, "date": day}
 
 
 def print_qc_summary(lake, summaries: list[dict]) -> None:

@@ -159,6 +159,14 @@ def check_landed_partition(lake: Lake, table_name: str, symbol: str, date: str) 
     return partition_checks(table_name, lake.read(table_name, symbol=symbol, start=date, end=date))
 
 
+def read_metrics(lake: Lake, symbol: str, date: str) -> dict[str, object] | None:
+    """The day's counters as written by write_metrics (None when that day has none, or the lake is remote)."""
+    if not lake.is_local:
+        return None
+    path = Path(lake.root.removeprefix("file://"), "metrics", "ingest", symbol, f"{date}.json")
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def write_metrics(lake: Lake, symbol: str, date: str, counters: dict[str, object]) -> str:
     """Write the day's counters to <lake>/metrics/ingest/<symbol>/<date>.json; returns its location."""
     payload = json.dumps(
