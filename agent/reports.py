@@ -21,19 +21,30 @@ def _chained(traces) -> np.ndarray:
     return chained_equity(traces)
 
 
-def plot_equity(traces: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, ts in traces.items():
-        ax.plot(_chained(ts), label=name, linewidth=2.0 if name == "agent" else 1.0)
-    ax.set_xlabel("decision step (held-out windows back to back)")
-    ax.set_ylabel("cumulative PnL (quote)")
-    ax.set_title("Walk-forward equity, out of sample")
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_equity(traces: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, ts in traces.items():
+        ax.plot(_chained(ts), label=name, linewidth=2.0 if name == "agent" else 1.0)
+    return _finish(
+        fig,
+        ax,
+        path,
+        "decision step (held-out windows back to back)",
+        "cumulative PnL (quote)",
+        "Walk-forward equity, out of sample",
+    )
 
 
 def plot_drawdown(traces: dict, path: Path) -> Path:
@@ -41,15 +52,7 @@ def plot_drawdown(traces: dict, path: Path) -> Path:
     for name, ts in traces.items():
         eq = _chained(ts)
         ax.plot(eq - np.maximum.accumulate(eq), label=name, linewidth=2.0 if name == "agent" else 1.0)
-    ax.set_xlabel("decision step")
-    ax.set_ylabel("drawdown (quote)")
-    ax.set_title("Drawdown from the running peak")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "decision step", "drawdown (quote)", "Drawdown from the running peak")
 
 
 def plot_inventory(traces: dict, path: Path, policies: tuple[str, ...] = ("agent", "symmetric_mm")) -> Path:
@@ -57,15 +60,7 @@ def plot_inventory(traces: dict, path: Path, policies: tuple[str, ...] = ("agent
     for name in policies:
         if name in traces:
             ax.plot(np.concatenate([t.position for t in traces[name]]), label=name, linewidth=1.0)
-    ax.set_xlabel("decision step")
-    ax.set_ylabel("position (base units)")
-    ax.set_title("Inventory")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "decision step", "position (base units)", "Inventory")
 
 
 def plot_report(traces: dict, out_dir: Path) -> list[Path]:
