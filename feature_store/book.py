@@ -73,6 +73,21 @@ class DepthEvents:
     level_price: np.ndarray  # float64
     level_qty: np.ndarray  # float64
 
+    def update_columns(self) -> dict[str, np.ndarray]:
+        """The records.BookUpdate columns (one row per level) of these events, in their order."""
+        counts = np.diff(self.level_offsets)
+        return {
+            "ts": np.repeat(self.ts_us, counts),
+            "recv_ts": np.repeat(self.recv_us, counts),
+            "first_update_id": np.repeat(self.first_id, counts),
+            "last_update_id": np.repeat(self.last_id, counts),
+            "prev_update_id": np.repeat(self.prev_id, counts),
+            "side": self.level_side,
+            "price": self.level_price,
+            "qty": self.level_qty,
+            "is_snapshot": np.repeat(self.is_snapshot, counts),
+        }
+
     def __len__(self) -> int:
         return len(self.ts_us)
 
@@ -314,6 +329,18 @@ class BookSamples:
 
     def __len__(self) -> int:
         return len(self.ts_us)
+
+    def snapshot_columns(self) -> dict[str, np.ndarray]:
+        """The records.BookSnapshot columns of these grid rows."""
+        return {
+            "ts": self.ts_us,
+            "recv_ts": self.recv_us,
+            "update_id": self.update_id,
+            "bid_px": self.bid_px,
+            "bid_sz": self.bid_sz,
+            "ask_px": self.ask_px,
+            "ask_sz": self.ask_sz,
+        }
 
 
 @dataclass

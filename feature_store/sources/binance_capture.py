@@ -563,39 +563,11 @@ def _book_updates(events: DepthEvents, base: dict) -> pa.Table:
     local receive time), so arrival order would run time backwards; replay by update id, not by row order.
     """
     events = events.take(np.argsort(events.ts_us, kind="stable"))
-    counts = np.diff(events.level_offsets)
-    return _table(
-        BookUpdate,
-        {
-            **base,
-            "ts": np.repeat(events.ts_us, counts),
-            "recv_ts": np.repeat(events.recv_us, counts),
-            "first_update_id": np.repeat(events.first_id, counts),
-            "last_update_id": np.repeat(events.last_id, counts),
-            "prev_update_id": np.repeat(events.prev_id, counts),
-            "side": events.level_side,
-            "price": events.level_price,
-            "qty": events.level_qty,
-            "is_snapshot": np.repeat(events.is_snapshot, counts),
-        },
-    )
+    return _table(BookUpdate, {**base, **events.update_columns()})
 
 
 def _book_snapshots(rebuilt: RebuildResult, base: dict) -> pa.Table:
-    s = rebuilt.samples
-    return _table(
-        BookSnapshot,
-        {
-            **base,
-            "ts": s.ts_us,
-            "recv_ts": s.recv_us,
-            "update_id": s.update_id,
-            "bid_px": s.bid_px,
-            "bid_sz": s.bid_sz,
-            "ask_px": s.ask_px,
-            "ask_sz": s.ask_sz,
-        },
-    )
+    return _table(BookSnapshot, {**base, **rebuilt.samples.snapshot_columns()})
 
 
 def _trades(trades: list[tuple], base: dict) -> pa.Table | None:

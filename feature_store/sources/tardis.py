@@ -167,45 +167,15 @@ def load_incremental_book(
     exchange, market, symbol = _origin(table, path, market)
     events = _depth_events(table, path)
     base = {"exchange": exchange, "market": market, "symbol": symbol}
-    counts = np.diff(events.level_offsets)
-    updates = table_from_columns(
-        BookUpdate,
-        {
-            **base,
-            "ts": np.repeat(events.ts_us, counts),
-            "recv_ts": np.repeat(events.recv_us, counts),
-            "first_update_id": np.repeat(events.first_id, counts),
-            "last_update_id": np.repeat(events.last_id, counts),
-            "prev_update_id": np.repeat(events.prev_id, counts),
-            "side": events.level_side,
-            "price": events.level_price,
-            "qty": events.level_qty,
-            "is_snapshot": np.repeat(events.is_snapshot, counts),
-        },  # fmt: skip
-    )
+    updates = table_from_columns(BookUpdate, {**base, **events.update_columns()})
     parts = []
     gaps = 0
     for segment in _segments(events):
         # Synthetic ids chain like spot's U == previous u + 1; each segment starts with its snapshot.
         rebuilt = rebuild_book(events.take(segment), SPOT, grid_ms=grid_ms, depth=BOOK_LEVELS)
         gaps += rebuilt.qc.gaps
-        s = rebuilt.samples
-        if len(s):
-            parts.append(
-                table_from_columns(
-                    BookSnapshot,
-                    {
-                        **base,
-                        "ts": s.ts_us,
-                        "recv_ts": s.recv_us,
-                        "update_id": s.update_id,
-                        "bid_px": s.bid_px,
-                        "bid_sz": s.bid_sz,
-                        "ask_px": s.ask_px,
-                        "ask_sz": s.ask_sz,
-                    },  # fmt: skip
-                )
-            )
+        if len(rebuilt.samples):
+            parts.append(table_from_columns(BookSnapshot, {**base, **rebuilt.samples.snapshot_columns()}))
     if gaps:
         logger.warning(f"{path}: {gaps} sequence gaps in the synthetic message chain (a bug: please report)")
     snapshots = pa.concat_tables(parts) if parts else BookSnapshot.schema.empty_table()
