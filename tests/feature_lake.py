@@ -296,8 +296,10 @@ _SHARED: dict[str, BuiltLake] = {}
 
 def shared_lake() -> BuiltLake:
     """Three full synthetic days of BTCUSDT on a 1 s grid, built once per process through `dbt build`
-    (models and tests) with train = day 1, and reused by every dbt-backed test.  Day 3 is planted bad: a 60 s
-    hole in the book grid and 5 crossed books, so its QC tests fail (the build's exit code is kept)."""
+    (models and tests), one day per run as a daily schedule runs it, with train = day 1, and reused by every
+    dbt-backed test.  Days 1 and 2 are regular grids (the streaming plan of the rolling features); day 3 is planted
+    bad: a 60 s hole in the book grid (the RANGE-frame plan) and 5 crossed books, so its QC tests fail (the last
+    run's exit code and output are kept)."""
     if "lake" not in _SHARED:
         import atexit
         import shutil
@@ -315,8 +317,10 @@ def shared_lake() -> BuiltLake:
             drop_seconds={BAD_DAY: (40_000, 40_060)},
             crossed_rows={BAD_DAY: 5},
         )
+        for day in TEST_DAYS:
+            window = BuildWindow(day, day, train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+            proc = run_dbt(root, "build", window, extra_vars=TEST_VARS, check=day != BAD_DAY)
         window = BuildWindow(TEST_DAYS[0], TEST_DAYS[-1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
-        proc = run_dbt(root, "build", window, extra_vars=TEST_VARS, check=False)
         _SHARED["lake"] = BuiltLake(root, raw, window, dict(TEST_VARS), proc.stdout, proc.returncode)
     return _SHARED["lake"]
 

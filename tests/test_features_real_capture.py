@@ -36,12 +36,13 @@ def real(tmp_path_factory):
             table = RECORD_TYPES[name].schema.empty_table()
         write_raw(root, name, table)
     window = BuildWindow(DAY, LAST_DAY, train_start=DAY, train_end=LAST_DAY)
-    # six minutes of data: the daily QC thresholds (singular tests) are not what this test is about
+    # six minutes of data: the daily QC thresholds (singular tests) are not what this test is about; the capture's
+    # book is a complete 100 ms grid, so the streaming plan is asked for (dbt fails if the grid were not regular)
     run_dbt(
         root,
         "build",
         window,
-        extra_vars={"warmup_s": 60, "regime_window_s": 60},
+        extra_vars={"warmup_s": 60, "regime_window_s": 60, "feature_plan": "streaming"},
         exclude="test_type:singular",
     )
     return root, capture

@@ -4,11 +4,16 @@
 {%- set M = ofi_levels() -%}
 {%- set FW = flow_window() -%}
 {%- set W = var('regime_window_s') | int -%}
+{%- set STREAMING = staged_grid_is_regular(
+        ref('stg_book_snapshots'), range_start_us() ~ ' - ' ~ warmup_us(), range_end_us(),
+        ofi_l1_windows() + tfi_windows() + rvol_windows() + moment_windows() + [FW, W]) -%}
 -- Book-level features per snapshot, before any train-fit step.  Rolling statistics use the trailing window
--- (t - W, t] on exchange time (RANGE frames over epoch microseconds: correct across gaps in the grid).  The
--- rows of [start_date, end_date] are computed over the staged history from start_date - warm-up, so a day built
--- alone equals the same day built inside a longer range.  is_warmup marks rows whose longest window reaches
--- before the first staged row (the first hour of the very first day): excluded from training.
+-- (t - W, t] on exchange time.  Two plans compute the same columns: on a regular staged grid the streaming plan
+-- (running sums minus lagged running sums over time-sorted rows, macros/regular_grid.sql), otherwise RANGE frames
+-- over epoch microseconds (correct across gaps).  The rows of [start_date, end_date] are computed over the staged
+-- history from start_date - warm-up, so a day built alone equals the same day built inside a longer range.
+-- is_warmup marks rows whose longest window reaches before the first staged row (the first hour of the very first
+-- day): excluded from training.
 WITH book AS (
     SELECT b.*, i.tick_size
     FROM {{ ref('stg_book_snapshots') }} AS b
@@ -20,6 +25,181 @@ flow AS (
     FROM {{ ref('int_trade_flow') }}
     WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
 ),
+{%- if STREAMING %}
+{%- set SUMMED = ['avg_depth_l%d' % M] %}
+{%- for m in range(1, M + 1) %}{% do SUMMED.append('ofi_event_l%d' % m) %}{% endfor %}
+{%- do SUMMED.extend(['buy_qty', 'sell_qty', 'buy_qty_at_ask', 'sell_qty_at_bid', 'cancel_bid', 'cancel_ask',
+                      'ret1', 'ret2', 'ret3', 'ret4']) %}
+{%- set COUNTED = ['has_ret', 'nonzero_ret', 'has_buy', 'has_sell'] %}
+{%- set FIRST = ['ts_us', 'mid', 'bid_sz_1', 'ask_sz_1'] %}
+{#- lags longer than DuckDB streams (stream_far_lags): the return moments' and realized volatilities' long windows
+    and the regime window's first mid -#}
+{%- set FAR = {} %}
+{%- for s in moment_windows() %}{% do FAR.setdefault(grid_rows(s) | int, []).extend(['c_has_ret', 'c_nonzero_ret', 'c_ret1', 'c_ret2', 'c_ret3', 'c_ret4']) %}{% endfor %}
+{%- for s in rvol_windows() + [W] %}{% do FAR.setdefault(grid_rows(s) | int, []).extend(['c_nonzero_ret', 'c_ret2']) %}{% endfor %}
+{%- do FAR.setdefault((grid_rows(W) | int) - 1, []).append('mid') %}
+{%- for n in FAR %}{% do FAR.update({n: FAR[n] | unique | list}) %}{% endfor %}
+ordered AS (
+    SELECT
+        book.symbol,
+        book.market,
+        book.date,
+        book.ts,
+        book.ts_us,
+        book.tick_size,
+        {%- for m in range(1, M + 1) %}
+        bid_px_{{ m }}, bid_sz_{{ m }}, ask_px_{{ m }}, ask_sz_{{ m }},
+        {%- endfor %}
+        {%- for k in [1, 3, 5, 10] %}
+        ({% for i in range(1, k + 1) %}bid_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS bid_depth_{{ k }},
+        ({% for i in range(1, k + 1) %}ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS ask_depth_{{ k }},
+        {%- endfor %}
+        ({% for i in range(1, M + 1) %}bid_sz_{{ i }} + ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) / {{ 2 * M }} AS avg_depth_l{{ M }},
+        coalesce(flow.buy_qty, 0.0) AS buy_qty,
+        coalesce(flow.sell_qty, 0.0) AS sell_qty,
+        coalesce(flow.buy_qty_at_ask, 0.0) AS buy_qty_at_ask,
+        coalesce(flow.sell_qty_at_bid, 0.0) AS sell_qty_at_bid
+    FROM book
+    LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
+    ORDER BY book.symbol, book.ts_us
+),
+events AS (
+    -- streaming windows (empty OVER clauses) over the sorted rows; prev() is the symbol's previous row
+    SELECT
+        symbol,
+        market,
+        date,
+        ts,
+        ts_us,
+        tick_size,
+        row_number() OVER () AS rn,
+        symbol IS DISTINCT FROM lag(symbol) OVER () AS is_first,
+        (ask_px_1 + bid_px_1) / 2 AS mid,
+        ask_px_1 - bid_px_1 AS spread,
+        bid_sz_1,
+        ask_sz_1,
+        bid_px_1,
+        ask_px_1,
+        {%- for k in [1, 3, 5, 10] %}
+        bid_depth_{{ k }},
+        ask_depth_{{ k }},
+        {%- endfor %}
+        avg_depth_l{{ M }},
+        {%- for m in range(1, M + 1) %}
+        coalesce(CASE WHEN bid_px_{{ m }} >= {{ stream_prev('bid_px_%d' % m) }} THEN bid_sz_{{ m }} END, 0.0)
+          - coalesce(CASE WHEN bid_px_{{ m }} <= {{ stream_prev('bid_px_%d' % m) }} THEN {{ stream_prev('bid_sz_%d' % m) }} END, 0.0)
+          - coalesce(CASE WHEN ask_px_{{ m }} <= {{ stream_prev('ask_px_%d' % m) }} THEN ask_sz_{{ m }} END, 0.0)
+          + coalesce(CASE WHEN ask_px_{{ m }} >= {{ stream_prev('ask_px_%d' % m) }} THEN {{ stream_prev('ask_sz_%d' % m) }} END, 0.0)
+          AS ofi_event_l{{ m }},
+        {%- endfor %}
+        ln((ask_px_1 + bid_px_1) / ({{ stream_prev('ask_px_1') }} + {{ stream_prev('bid_px_1') }})) AS log_ret,
+        coalesce(CASE WHEN bid_px_1 = {{ stream_prev('bid_px_1') }}
+                      THEN {{ stream_prev('bid_sz_1') }} - bid_sz_1 - sell_qty_at_bid END, 0.0) AS cancel_bid,
+        coalesce(CASE WHEN ask_px_1 = {{ stream_prev('ask_px_1') }}
+                      THEN {{ stream_prev('ask_sz_1') }} - ask_sz_1 - buy_qty_at_ask END, 0.0) AS cancel_ask,
+        buy_qty,
+        sell_qty,
+        buy_qty_at_ask,
+        sell_qty_at_bid
+    FROM ordered
+),
+terms AS (
+    SELECT
+        *,
+        coalesce(log_ret, 0.0) AS ret1,
+        coalesce(log_ret * log_ret, 0.0) AS ret2,
+        coalesce(log_ret * log_ret * log_ret, 0.0) AS ret3,
+        coalesce(log_ret * log_ret * log_ret * log_ret, 0.0) AS ret4,
+        -- integer counts: a window with none of these has an exact zero sum, as RANGE frames give
+        (log_ret IS NOT NULL)::BIGINT AS has_ret,
+        (coalesce(log_ret, 0.0) <> 0)::BIGINT AS nonzero_ret,
+        (buy_qty > 0)::BIGINT AS has_buy,
+        (sell_qty > 0)::BIGINT AS has_sell
+    FROM events
+),
+running AS (
+    SELECT
+        *,
+        max(CASE WHEN is_first THEN rn END) OVER (ROWS UNBOUNDED PRECEDING) AS seg_rn,
+        {%- for c in SUMMED %}
+        fsum({{ c }}) OVER (ROWS UNBOUNDED PRECEDING) AS c_{{ c }},
+        {%- endfor %}
+        {%- for c in COUNTED %}
+        sum({{ c }}) OVER (ROWS UNBOUNDED PRECEDING)::BIGINT AS c_{{ c }},
+        {%- endfor %}
+        {%- for c in FIRST %}
+        arg_max({{ c }}, rn) FILTER (WHERE is_first) OVER (ROWS UNBOUNDED PRECEDING) AS first_{{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM terms
+),
+based AS (
+    SELECT
+        *,
+        {%- for c in SUMMED + COUNTED %}
+        arg_max(c_{{ c }} - {{ c }}, rn) FILTER (WHERE is_first) OVER (ROWS UNBOUNDED PRECEDING) AS base_{{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM running
+),
+{{ stream_far_lags('based', 'far', FAR) }}
+rolled AS (
+    SELECT
+        symbol,
+        market,
+        date,
+        ts,
+        ts_us,
+        ts_us < first_ts_us + {{ warmup_us() }} AS is_warmup,
+        mid,
+        spread / mid * 1e4 AS spread_bps,
+        spread / tick_size AS spread_ticks,
+        {%- for k in [1, 3, 5, 10] %}
+        (bid_depth_{{ k }} - ask_depth_{{ k }}) / (bid_depth_{{ k }} + ask_depth_{{ k }}) AS imbalance_l{{ k }},
+        {%- endfor %}
+        (ask_px_1 * bid_sz_1 + bid_px_1 * ask_sz_1) / (bid_sz_1 + ask_sz_1) AS weighted_mid,
+        bid_sz_1 AS queue_bid_l1,
+        ask_sz_1 AS queue_ask_l1,
+        {%- for s in ofi_l1_windows() %}
+        {{ stream_window_sum('ofi_event_l1', s) }} AS ofi_l1_{{ s }}s,
+        {%- endfor %}
+        {%- for m in range(1, M + 1) %}
+        {{ stream_window_sum('ofi_event_l%d' % m, FW) }}
+            / ({{ stream_window_sum('avg_depth_l%d' % M, FW) }} / {{ stream_window_count(FW) }}) AS ofi_l{{ m }}_{{ FW }}s_norm,
+        {%- endfor %}
+        {%- for s in tfi_windows() %}
+        CASE WHEN {{ stream_window_sum('has_buy', s) }} + {{ stream_window_sum('has_sell', s) }} = 0 THEN 0.0
+             ELSE ({{ stream_window_sum('buy_qty', s) }} - {{ stream_window_sum('sell_qty', s) }})
+                  / ({{ stream_window_sum('buy_qty', s) }} + {{ stream_window_sum('sell_qty', s) }}) END AS tfi_{{ s }}s,
+        {%- endfor %}
+        {{ stream_window_sum('buy_qty', FW) }} + {{ stream_window_sum('sell_qty', FW) }} AS trade_qty_{{ FW }}s,
+        {{ stream_window_sum('buy_qty_at_ask', FW) }} / {{ stream_window_first('ask_sz_1', FW) }} AS depletion_ask_{{ FW }}s,
+        {{ stream_window_sum('sell_qty_at_bid', FW) }} / {{ stream_window_first('bid_sz_1', FW) }} AS depletion_bid_{{ FW }}s,
+        -- time to deplete the best queue at the window's aggressive rate; 1 day when nothing traded
+        CASE WHEN {{ stream_window_sum('has_buy', FW) }} = 0 THEN 86400.0
+             ELSE least(ask_sz_1 * {{ FW }} / {{ stream_window_sum('buy_qty', FW) }}, 86400.0) END AS ttd_ask_s,
+        CASE WHEN {{ stream_window_sum('has_sell', FW) }} = 0 THEN 86400.0
+             ELSE least(bid_sz_1 * {{ FW }} / {{ stream_window_sum('sell_qty', FW) }}, 86400.0) END AS ttd_bid_s,
+        {{ stream_window_sum('cancel_bid', FW) }} AS cancels_bid_{{ FW }}s,
+        {{ stream_window_sum('cancel_ask', FW) }} AS cancels_ask_{{ FW }}s,
+        {%- for s in rvol_windows() %}
+        CASE WHEN {{ stream_window_sum('nonzero_ret', s) }} = 0 THEN 0.0
+             ELSE sqrt(greatest({{ stream_window_sum('ret2', s) }}, 0.0)) END AS rvol_{{ s }}s,
+        {%- endfor %}
+        {%- for s in moment_windows() %}
+        {{ stream_window_sum('has_ret', s) }} AS n_ret_{{ s }}s,
+        {%- for p in range(1, 5) %}
+        CASE WHEN {{ stream_window_sum('nonzero_ret', s) }} = 0 THEN 0.0 ELSE {{ stream_window_sum('ret%d' % p, s) }} END AS s{{ p }}_{{ s }}s,
+        {%- endfor %}
+        {%- endfor %}
+        -- causal regime inputs: realized volatility and log trend over the regime window
+        CASE WHEN {{ stream_window_sum('nonzero_ret', W) }} = 0 THEN 0.0
+             ELSE sqrt(greatest({{ stream_window_sum('ret2', W) }}, 0.0)) END AS regime_rvol,
+        ln(mid / {{ stream_window_first('mid', W) }}) AS regime_trend,
+        bid_sz_1 / (bid_sz_1 + ask_sz_1) AS imbalance_ratio,
+        log_ret,
+        buy_qty - sell_qty AS net_taker_qty
+    FROM {{ stream_far_last('far', FAR) }}
+)
+{%- else %}
 base AS (
     SELECT
         book.symbol,
@@ -121,6 +301,7 @@ rolled AS (
         {%- endfor %}
         wr AS (PARTITION BY symbol ORDER BY ts_us {{ trailing(W) }})
 )
+{%- endif %}
 SELECT
     * EXCLUDE (
         {%- for s in moment_windows() %}n_ret_{{ s }}s, s1_{{ s }}s, s2_{{ s }}s, s3_{{ s }}s, s4_{{ s }}s{{ ', ' if not loop.last }}{% endfor %}

@@ -1,17 +1,41 @@
 {{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - ' ~ max_horizon_us(), range_end_us()) }}",
+    pre_hook="{{ delete_range('ts_us', markouts_start_us(), range_end_us()) }}",
     on_schema_change='fail',
 ) }}
+{%- set STREAMING = staged_grid_is_regular(
+        ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
+        markout_horizons()) %}
 -- Mid markouts per book snapshot: (m(t+h) - m(t)) / m(t) * 1e4 bps with m(t+h) the mid of the last snapshot at
 -- or before t+h.  NULL while t+h lies beyond the staged data; each run recomputes the last max-horizon of the
--- previous day too, so those labels are filled once the next day is built.  Split embargoes are applied by
--- feature_store.snapshots (rows whose horizon crosses a split boundary are dropped there).
+-- previous day too (markouts_start_us), so those labels are filled once the next day is built.  Split embargoes
+-- are applied by feature_store.snapshots (rows whose horizon crosses a split boundary are dropped there).
+-- On a regular staged grid m(t+h) is the row h / grid later (streaming lags over rows sorted backwards in time,
+-- macros/regular_grid.sql); otherwise as-of self joins.
 WITH book AS (
     SELECT symbol, date, ts, ts_us, (bid_px_1 + ask_px_1) / 2 AS mid
     FROM {{ ref('stg_book_snapshots') }}
     -- books up to one horizon past the range: labels at the range's end look into the next day when it is staged
-    WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
+    WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
+)
+{%- if STREAMING %},
+backwards AS (
+    SELECT * FROM book ORDER BY symbol, ts_us DESC
 ),
+labelled AS (
+    SELECT
+        symbol,
+        date,
+        ts,
+        ts_us,
+        {%- for h in markout_horizons() %}
+        {%- set n = grid_rows(h) | int %}
+        CASE WHEN lag(symbol, {{ n }}) OVER () = symbol THEN (lag(mid, {{ n }}) OVER () - mid) / mid * 1e4 END
+            AS markout_mid_{{ h }}s_bps{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM backwards
+)
+SELECT * FROM labelled WHERE ts_us < {{ range_end_us() }}
+{%- else %},
 last_book AS (
     SELECT symbol, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
 )
@@ -31,3 +55,4 @@ JOIN last_book AS lb USING (symbol)
 ASOF LEFT JOIN book AS a{{ h }} ON a{{ h }}.symbol = b.symbol AND b.ts_us + {{ h * 1000000 }} >= a{{ h }}.ts_us
 {%- endfor %}
 WHERE b.ts_us < {{ range_end_us() }}
+{%- endif %}

@@ -1,23 +1,84 @@
 {{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - ' ~ max_horizon_us(), range_end_us()) }}",
+    pre_hook="{{ delete_range('ts_us', markouts_start_us(), range_end_us()) }}",
     on_schema_change='fail',
 ) }}
+{%- set STREAMING = staged_grid_is_regular(
+        ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
+        markout_horizons()) %}
+{%- set G = (var('grid_ms') | int) * 1000 %}
 -- Trade markouts per trade, from the aggressor's side d (+1 buy, -1 sell): d * (m(t+h) - p) / p * 1e4 bps, with
 -- m(t+h) the mid of the last book snapshot at or before t+h; NULL while t+h lies beyond the staged books.
+-- On a regular staged grid the snapshot at or before t+h is a computed grid time: one equality join per trade on
+-- its own grid row, whose future mids are streaming lags (macros/regular_grid.sql); otherwise as-of joins.
 WITH book AS (
     SELECT symbol, ts_us, (bid_px_1 + ask_px_1) / 2 AS mid
     FROM {{ ref('stg_book_snapshots') }}
     -- books up to one horizon past the range: labels at the range's end look into the next day when it is staged
-    WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
+    WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
 ),
 last_book AS (
-    SELECT symbol, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
+    SELECT symbol, min(ts_us) AS first_ts_us, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
 ),
 trades AS (
     SELECT symbol, date, ts, ts_us, trade_id, price, qty, side
     FROM {{ ref('stg_trades') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ max_horizon_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }}
 )
+{%- if STREAMING %},
+future_mids AS (
+    SELECT
+        symbol,
+        ts_us,
+        {%- for h in markout_horizons() %}
+        CASE WHEN lag(symbol, {{ grid_rows(h) }}) OVER () = symbol THEN lag(mid, {{ grid_rows(h) }}) OVER () END
+            AS mid_{{ h }}s{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM (SELECT * FROM book ORDER BY symbol, ts_us DESC)
+)
+SELECT
+    t.symbol,
+    t.date,
+    t.ts,
+    t.ts_us,
+    t.trade_id,
+    t.price,
+    t.qty,
+    t.side,
+    {%- for h in markout_horizons() %}
+    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
+         THEN t.side * (f.mid_{{ h }}s - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
+    {%- endfor %}
+FROM trades AS t
+JOIN last_book AS lb USING (symbol)
+-- the grid row at or before the trade (floor to the grid, whose phase is the first row's)
+LEFT JOIN future_mids AS f
+    ON f.symbol = t.symbol
+   AND f.ts_us = t.ts_us - (((t.ts_us - lb.first_ts_us) % {{ G }}) + {{ G }}) % {{ G }}
+WHERE t.ts_us >= lb.first_ts_us
+UNION ALL
+-- trades before the first staged book (start of history): the grid row at or before t+h, one join a horizon
+SELECT
+    t.symbol,
+    t.date,
+    t.ts,
+    t.ts_us,
+    t.trade_id,
+    t.price,
+    t.qty,
+    t.side,
+    {%- for h in markout_horizons() %}
+    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
+         THEN t.side * (b{{ h }}.mid - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
+    {%- endfor %}
+FROM trades AS t
+JOIN last_book AS lb USING (symbol)
+{%- for h in markout_horizons() %}
+LEFT JOIN book AS b{{ h }}
+    ON b{{ h }}.symbol = t.symbol
+   AND b{{ h }}.ts_us = t.ts_us + {{ h * 1000000 }} - (((t.ts_us + {{ h * 1000000 }} - lb.first_ts_us) % {{ G }}) + {{ G }}) % {{ G }}
+{%- endfor %}
+WHERE t.ts_us < lb.first_ts_us
+{%- else %}
 SELECT
     t.symbol,
     t.date,
@@ -36,3 +97,4 @@ JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
 ASOF LEFT JOIN book AS b{{ h }} ON b{{ h }}.symbol = t.symbol AND t.ts_us + {{ h * 1000000 }} >= b{{ h }}.ts_us
 {%- endfor %}
+{%- endif %}
