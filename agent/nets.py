@@ -161,6 +161,12 @@ def dueling_branch_q(value: Tensor, advantages: Tensor) -> Tensor:
     return value.unsqueeze(1) + advantages - advantages.mean(dim=1, keepdim=True)
 
 
+INPUT_CLIP = 10.0  # standardized inputs are clipped to +-this many standard deviations
+INPUT_SCALING_BUFFERS = (
+    "micro_shift", "micro_scale", "macro_shift", "macro_scale", "state_shift", "state_scale", "input_clip",
+)  # fmt: skip
+
+
 class MultiStreamStateEncoder(nn.Module):
     """LSTM over the micro window + MLPs over macro and state features, fused into one latent vector.
 
@@ -197,6 +203,24 @@ class MultiStreamStateEncoder(nn.Module):
         self.fuse = nn.Sequential(
             nn.Linear(fused_width, config.latent), nn.LayerNorm(config.latent), nn.ReLU()
         )
+        # Per-feature input standardization, (x - shift) / scale clipped to +-INPUT_CLIP: identity until
+        # set_input_scaling() fits it (training does, on its first observations). The raw features span very
+        # different scales (book offsets of tens of ticks next to imbalances in [-1, 1]); buffers, so they travel
+        # with the state dict, checkpoints and exports.
+        for name, width in (
+            ("micro", config.micro_features),
+            ("macro", config.macro_features),
+            ("state", config.state_features),
+        ):
+            self.register_buffer(f"{name}_shift", torch.zeros(width))
+            self.register_buffer(f"{name}_scale", torch.ones(width))
+        self.register_buffer("input_clip", torch.tensor(float("inf")))  # INPUT_CLIP once fitted
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # networks saved before the input standardization existed load with it left at the identity
+        for name in INPUT_SCALING_BUFFERS:
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.jit.unused
     def check_inputs(self, micro: Tensor, macro: Tensor, state: Tensor) -> None:
@@ -220,10 +244,26 @@ class MultiStreamStateEncoder(nn.Module):
                 f"batch sizes differ: micro {micro.shape[0]}, macro {macro.shape[0]}, state {state.shape[0]}"
             )
 
+    @torch.no_grad()
+    def set_input_scaling(self, micro: Tensor, macro: Tensor, state: Tensor, min_scale: float = 1e-3) -> None:
+        """Fit the input standardization to a batch of observations (micro [B, T, F] pooled over B and T): shift =
+        mean, scale = standard deviation, or 1 where a feature is constant (below `min_scale`)."""
+        self.check_inputs(micro, macro, state)
+        for name, x in (("micro", micro.reshape(-1, micro.shape[-1])), ("macro", macro), ("state", state)):
+            x = x.to(self.micro_shift.device, torch.float32)
+            std = x.std(dim=0, unbiased=False)
+            getattr(self, f"{name}_shift").copy_(x.mean(dim=0))
+            getattr(self, f"{name}_scale").copy_(torch.where(std > min_scale, std, torch.ones_like(std)))
+        self.input_clip.fill_(INPUT_CLIP)
+
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> Tensor:
         # Shape checks in Python only: traced and scripted graphs must not carry data-dependent branches.
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self.check_inputs(micro, macro, state)
+        clip = self.input_clip
+        micro = torch.minimum(torch.maximum((micro - self.micro_shift) / self.micro_scale, -clip), clip)
+        macro = torch.minimum(torch.maximum((macro - self.macro_shift) / self.macro_scale, -clip), clip)
+        state = torch.minimum(torch.maximum((state - self.state_shift) / self.state_scale, -clip), clip)
         sequence_out, _ = self.micro_lstm(micro)
         parts = [sequence_out[:, -1]]
         if self.macro_mlp is not None:

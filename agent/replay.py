@@ -360,6 +360,10 @@ class PrioritizedStratifiedReplay:
     def __len__(self) -> int:
         return self._size
 
+    def stored_observations(self) -> dict[str, np.ndarray]:
+        """The first-step observations of the stored transitions (views of the filled slots, in slot order)."""
+        return {name: arr[: self._size] for name, arr in self._obs.items()}
+
     # ---- checkpoints -------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the stored transitions, priorities and sampler state to one .npz file (for training checkpoints).

@@ -158,6 +158,9 @@ class TrainConfig:
     grad_clip: float = 10.0
     risk_loss_weight: float = 0.1
     risk_feed_after: int = 1_000  # env steps before the risk head's variance tightens the leverage cap
+    # standardize the network's inputs with the mean / std of the observations stored before learning starts
+    # (MultiStreamStateEncoder.set_input_scaling; fixed afterwards and saved with the network)
+    normalize_inputs: bool = True
     # PPO (agent/ppo.py)
     ppo_rollout: int = 512
     ppo_epochs: int = 4
@@ -588,6 +591,18 @@ def dqn_update(
     }
 
 
+def fit_input_scaling(
+    net: RiskAwareBranchingDQN, target: RiskAwareBranchingDQN, replay: PrioritizedStratifiedReplay, device
+) -> None:
+    """Fit the encoders' input standardization (online and target alike) to the observations stored so far."""
+    stored = replay.stored_observations()
+    if not stored or next(iter(stored.values())).shape[0] < 2:
+        return
+    inputs = as_tensors(stored, device)
+    for model in (net, target):
+        model.encoder.set_input_scaling(*inputs)
+
+
 def soft_update(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
     """Polyak averaging target <- target + tau * (online - target), all parameters in one fused call."""
     with torch.no_grad():
@@ -720,6 +735,8 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                 and state.step % config.train_every == 0
                 and len(replay) > 0
             ):
+                if config.normalize_inputs and state.updates == 0:
+                    fit_input_scaling(net, target, replay, device)
                 batch = replay.sample(config.batch_size, replay_config.beta_at(state.step))
                 stats = dqn_update(net, target, optimizer, scaler, batch, config, device, use_amp)
                 replay.update_priorities(batch.indices, batch.serials, stats.pop("priorities"))

@@ -13,6 +13,8 @@ import torch
 
 from agent.losses import gaussian_variance_nll
 from agent.nets import (
+    INPUT_CLIP,
+    INPUT_SCALING_BUFFERS,
     BranchingDQNConfig,
     EncoderConfig,
     MultiStreamStateEncoder,
@@ -265,3 +267,50 @@ def test_onnx_export_matches_torch(tmp_path):
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fitted_input_scaling_equals_feeding_standardized_inputs():
+    """After set_input_scaling the network sees (x - mean) / std (numpy statistics), clipped to +-INPUT_CLIP; a
+    constant feature keeps scale 1; the scaling travels through tracing and the state dict."""
+    torch.manual_seed(11)
+    config = small_config()
+    scaled = RiskAwareBranchingDQN(config, device="cpu").eval()
+    plain = RiskAwareBranchingDQN(config, device="cpu").eval()
+    plain.load_state_dict(scaled.state_dict())  # same weights, identity scaling
+    micro, macro, state = random_inputs(config, batch=64, window=9, seed=12)
+    micro, macro, state = micro * 40.0 + 7.0, macro * 0.01 - 3.0, state * 5.0
+    state[:, 2] = 4.0  # a constant feature
+    scaled.encoder.set_input_scaling(micro, macro, state)
+
+    def standardize(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        mean, std = x.mean(axis=axes), x.std(axis=axes)
+        std = np.where(std > 1e-3, std, 1.0)
+        return np.clip((x - mean) / std, -INPUT_CLIP, INPUT_CLIP)
+
+    reference = [
+        torch.as_tensor(standardize(x.numpy().astype(np.float64), axes), dtype=torch.float32)
+        for x, axes in ((micro, (0, 1)), (macro, (0,)), (state, (0,)))
+    ]
+    assert float(scaled.encoder.state_scale[2]) == 1.0
+    for got, want in zip(scaled(micro, macro, state), plain(*reference), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(scaled, (micro[:4], macro[:4], state[:4]))
+    torch.testing.assert_close(traced(micro, macro, state)[0], scaled(micro, macro, state)[0])
+    reloaded = RiskAwareBranchingDQN(config, device="cpu").eval()
+    reloaded.load_state_dict(scaled.state_dict())
+    torch.testing.assert_close(reloaded(micro, macro, state)[1], scaled(micro, macro, state)[1])
+
+
+def test_state_dict_without_input_scaling_loads_as_identity():
+    """A network saved before the input standardization existed still loads (scaling left at the identity)."""
+    torch.manual_seed(13)
+    config = small_config()
+    net = RiskAwareBranchingDQN(config, device="cpu").eval()
+    old = {k: v for k, v in net.state_dict().items() if k.split(".")[-1] not in INPUT_SCALING_BUFFERS}
+    fresh = RiskAwareBranchingDQN(config, device="cpu").eval()
+    fresh.load_state_dict(old)
+    inputs = random_inputs(config, batch=3, window=5, seed=14)
+    inputs = (inputs[0] * 100.0, inputs[1], inputs[2])  # large inputs pass unclipped while unfitted
+    torch.testing.assert_close(fresh(*inputs)[0], net(*inputs)[0])
