@@ -19,6 +19,10 @@ only the observation (plus constants of the env it was built for: action layout,
                         imbalance > threshold, as much short when < -threshold, flat when |imbalance| < exit.
                         One bucket by default: a full-cap market order walks several levels of the thin side of
                         an imbalanced book, and that slippage eats the edge.
+  ImbalanceMaker        the same signal expressed passively: target `buckets` long (short) when the imbalance is
+                        above `threshold` (below -threshold), else flat, always through post-only quotes at
+                        `price_action` (the touch by default): it pays maker fees (or earns rebates) instead of
+                        taker fees, and meets adverse selection instead of the spread.
 """
 
 from __future__ import annotations
@@ -191,6 +195,30 @@ class ImbalanceTaker(Policy):
         return self.action(P_NONE, self.flat)
 
 
+class ImbalanceMaker(Policy):
+    def __init__(
+        self, env: ScalperEnv, threshold: float = 0.3, price_action: int = P_TOUCH, buckets: int = 1
+    ) -> None:
+        super().__init__(env)
+        if not P_INSIDE <= price_action < self.cross:
+            raise ValueError(
+                f"price_action={price_action} must be a passive quoting action (1..{self.cross - 1})"
+            )
+        if not 1 <= buckets <= self.k:
+            raise ValueError(f"buckets={buckets} must lie in 1..{self.k} (size buckets per side)")
+        self.threshold = threshold
+        self.price_action = price_action
+        self.buckets = buckets
+
+    def act(self, obs):
+        imb = float(obs["micro"][-1, IMB1])
+        if imb > self.threshold:
+            return self.action(self.price_action, self.k + self.buckets)
+        if imb < -self.threshold:
+            return self.action(self.price_action, self.k - self.buckets)
+        return self.action(self.price_action, self.flat)
+
+
 @dataclass
 class PolicyStats:
     """Per-episode PnL (quote currency) of one policy and a bootstrap 95 % confidence interval of its mean."""
@@ -294,6 +322,7 @@ __all__ = [
     "ASParams",
     "AvellanedaStoikov",
     "BuyAndHold",
+    "ImbalanceMaker",
     "ImbalanceTaker",
     "Policy",
     "PolicyStats",

@@ -15,6 +15,7 @@ from agent.baselines import (
     ASParams,
     AvellanedaStoikov,
     BuyAndHold,
+    ImbalanceMaker,
     ImbalanceTaker,
     RandomPolicy,
     SymmetricMarketMaker,
@@ -48,7 +49,8 @@ class Recorder:
 
 
 @pytest.mark.parametrize(
-    "make", [BuyAndHold, TWAP, SymmetricMarketMaker, AvellanedaStoikov, RandomPolicy, ImbalanceTaker]
+    "make",
+    [BuyAndHold, TWAP, SymmetricMarketMaker, AvellanedaStoikov, RandomPolicy, ImbalanceTaker, ImbalanceMaker],
 )
 def test_every_baseline_plays_a_full_episode_with_valid_actions(env, make):
     rec = Recorder(make(env), env)
@@ -139,6 +141,16 @@ def test_imbalance_taker_follows_the_queue_imbalance(env):
     assert tuple(pol.act(_obs(env, pol, imbalance=0.3, inventory=0.5))) == (P_NONE, k)
     with pytest.raises(ValueError, match="buckets"):
         ImbalanceTaker(env, buckets=k + 1)
+
+
+def test_imbalance_maker_leans_with_the_queue_imbalance_through_passive_quotes(env):
+    pol = ImbalanceMaker(env, threshold=0.3)
+    k = env.config.size_buckets_per_side
+    assert tuple(pol.act(_obs(env, pol, imbalance=0.8))) == (P_TOUCH, k + 1)
+    assert tuple(pol.act(_obs(env, pol, imbalance=-0.8))) == (P_TOUCH, k - 1)
+    assert tuple(pol.act(_obs(env, pol, imbalance=0.1, inventory=0.5))) == (P_TOUCH, k)
+    with pytest.raises(ValueError, match="passive"):
+        ImbalanceMaker(env, price_action=CROSS)
 
 
 def test_random_policy_is_reproducible_by_seed(env):
