@@ -4,7 +4,8 @@ Shapes (B = batch, T = micro window length):
   micro [B, T, F_micro]  per-second sequence (book, trades) -> LSTM, last output
   macro [B, F_macro]     per-minute / per-hour aggregates   -> MLP
   state [B, F_state]     flat vector: snapshot features, inventory, margin, PnL -> MLP
-The three embeddings are concatenated and fused into one latent [B, latent].
+The three embeddings are concatenated and fused into one latent [B, latent]. Inputs are standardized per feature
+first ((x - mean) / std, clipped): identity until `set_input_scaling` fits it (training does, on train observations).
 
 RiskAwareBranchingDQN puts dueling branching heads on that latent (Tavakoli et al. 2018, "Action Branching
 Architectures for Deep Reinforcement Learning"): one state value V(s) shared by all branches and one advantage head

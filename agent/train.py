@@ -14,7 +14,8 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
               Double-DQN branching targets (agent/losses.py) or their quantile version, importance-weighted TD
               loss + `risk_loss_weight` * Gaussian variance NLL of the realized next-step mid log return.
               Target network: soft (Polyak, `target_tau` per update) or hard every `target_period` updates.
-              Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32.
+              Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32. Before the first update
+              the encoder's input standardization is fit to the stored observations (`normalize_inputs`).
   checkpoints at the first episode end after every `checkpoint_every` env steps: networks, optimizer, grad
               scaler, replay buffer (agent/replay.save), loop counters and the RNG states of python, numpy, torch
               and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
