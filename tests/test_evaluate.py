@@ -121,8 +121,9 @@ def test_honesty_experiment_smoke(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     summary = module.run_experiment((1.0, 0.0), steps=200, minutes=12, root=tmp_path, smoke=True, n_boot=100)
-    on_disk = json.loads((tmp_path / "reports" / "experiment_honesty_smoke.json").read_text())
+    on_disk = json.loads((tmp_path / "reports" / "experiment_honesty_none_smoke.json").read_text())
     assert set(on_disk["results"]) == {"signal=1", "signal=0"}
+    assert on_disk["fees"] == "none"  # the documented default tier, named in the report
     with_signal, without = summary["results"]["signal=1"], summary["results"]["signal=0"]
     assert with_signal["holds"] == (
         with_signal["vs_symmetric_mm"]["ci95"][0] > 0 and with_signal["vs_random"]["ci95"][0] > 0
@@ -130,6 +131,29 @@ def test_honesty_experiment_smoke(tmp_path):
     lo, hi = without["agent_sharpe_daily_ci95"]
     assert without["holds"] == (lo <= 0 <= hi)
     assert with_signal["windows"] >= 2 and with_signal["train_steps"] == 200
+
+
+def test_honesty_experiment_fee_tiers_and_reward(tmp_path):
+    """--fees picks a named tier of agent/sim/fees.py (Binance's published rates); the reward is the net PnL."""
+    import importlib.util
+    from pathlib import Path
+
+    from agent.sim.fees import FEE_TIERS, fee_tier
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "experiment_honesty.py"
+    spec = importlib.util.spec_from_file_location("experiment_honesty", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.experiment_config(1.0, 100, 12, 0, "mm", tmp_path, smoke=True)
+    assert config.env.sim.fees == FEE_TIERS["mm"]
+    assert config.env.sim.fees.maker < 0 < config.env.sim.fees.taker  # a maker rebate, a taker fee
+    assert FEE_TIERS["vip0"].maker == 0.0002 and FEE_TIERS["vip0"].taker == 0.0005
+    reward = config.env.reward
+    assert reward.trade_penalty_bps == reward.sharpe_weight == reward.drawdown_weight == 0.0
+    with pytest.raises(ValueError, match="vip0"):
+        fee_tier("vip1")
+    with pytest.raises(SystemExit):
+        module.main(["--fees", "vip1"])
 
 
 def test_report_json_is_strict_and_tabulates(trained):
