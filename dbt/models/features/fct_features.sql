@@ -5,8 +5,8 @@
 -- The published feature table the agent reads (through feature_store.snapshots): one row per book snapshot,
 -- every feature causal (built only from data at or before ts).  Train-fit steps applied here: micro-price
 -- g-table, integrated-OFI weights, outlier clip bounds and regime thresholds, all fit on the train split
--- (vars train_start / train_end, recorded in train_window).  Funding and on-chain values join as of ts
--- (on-chain as of available_at, never the period they describe).
+-- (vars train_start / train_end, recorded in train_window).  Funding and on-chain values come as of ts from
+-- int_book_features.
 {%- set FW = flow_window() %}
 {%- set M = ofi_levels() %}
 {%- set NI = var('microprice_imbalance_buckets') | int %}
@@ -17,39 +17,11 @@ WITH f AS (
     JOIN {{ ref('instruments') }} AS i USING (symbol, market)
     WHERE f.ts_us >= {{ range_start_us() }} AND f.ts_us < {{ range_end_us() }}
 ),
-onchain AS (
-    SELECT symbol, metric, available_at_us, arg_max(value, ts) AS value
-    FROM {{ ref('stg_onchain_metrics') }}
-    GROUP BY ALL
-),
-as_of AS (
-    -- as-of values joined on the narrow key only: ASOF sorts its left input, so keep the wide rows out of it
-    SELECT
-        k.symbol,
-        k.ts_us,
-        fr.rate AS funding_rate_last,
-        (coalesce(mk.next_funding_ts_us, fr.ts_us + (fr.interval_hours * 3600e6)::BIGINT) - k.ts_us) / 1e6
-            AS funding_time_to_next_s,
-        mk.est_funding_rate AS funding_rate_predicted,
-        (mk.mark_price - mk.index_price) / mk.index_price * 1e4 AS mark_premium_bps,
-        {%- for m in var('onchain_metrics') %}
-        oc_{{ m }}.value AS onchain_{{ m }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    FROM (SELECT symbol, ts_us FROM f) AS k
-    ASOF LEFT JOIN {{ ref('stg_funding_rates') }} AS fr ON fr.symbol = k.symbol AND k.ts_us >= fr.ts_us
-    ASOF LEFT JOIN {{ ref('stg_mark_prices') }} AS mk ON mk.symbol = k.symbol AND k.ts_us >= mk.ts_us
-    {%- for m in var('onchain_metrics') %}
-    ASOF LEFT JOIN (SELECT * FROM onchain WHERE metric = '{{ m }}') AS oc_{{ m }}
-        ON oc_{{ m }}.symbol = k.symbol AND k.ts_us >= oc_{{ m }}.available_at_us
-    {%- endfor %}
-),
 joined AS (
     SELECT
         f.*,
-        g.g_ticks,
-        a.* EXCLUDE (symbol, ts_us)
+        g.g_ticks
     FROM f
-    JOIN as_of AS a ON a.symbol = f.symbol AND a.ts_us = f.ts_us
     LEFT JOIN {{ ref('norm_microprice_g') }} AS g
         ON g.symbol = f.symbol
        AND g.imb_bucket = least(floor(f.imbalance_ratio * {{ NI }}), {{ NI - 1 }})::INTEGER

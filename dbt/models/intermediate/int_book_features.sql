@@ -13,7 +13,8 @@
 -- over epoch microseconds (correct across gaps).  The rows of [start_date, end_date] are computed over the staged
 -- history from start_date - warm-up, so a day built alone equals the same day built inside a longer range.
 -- is_warmup marks rows whose longest window reaches before the first staged row (the first hour of the very first
--- day): excluded from training.
+-- day): excluded from training.  Funding, mark-price premium and on-chain values are joined as of ts (on-chain as of
+-- available_at, never the period they describe).
 WITH book AS (
     SELECT b.*, i.tick_size
     FROM {{ ref('stg_book_snapshots') }} AS b
@@ -32,6 +33,11 @@ flow AS (
                       'ret1', 'ret2', 'ret3', 'ret4']) %}
 {%- set COUNTED = ['has_ret', 'nonzero_ret', 'has_buy', 'has_sell'] %}
 {%- set FIRST = ['ts_us', 'mid', 'bid_sz_1', 'ask_sz_1'] %}
+{%- set MARK_FIELDS = ['mark_price', 'index_price', 'est_funding_rate', 'next_funding_ts_us'] %}
+{%- set AS_OF = {'funding': ['at', 'rate', 'interval_hours'], 'mark': ['at'] + MARK_FIELDS} %}
+{%- for m in var('onchain_metrics') %}{% do AS_OF.update({'onchain_' ~ m: ['at', 'value']}) %}{% endfor %}
+{%- set AS_OF_COLUMNS = [] %}
+{%- for kind, fields in AS_OF.items() %}{% for f in fields %}{% do AS_OF_COLUMNS.append(kind ~ '__' ~ f) %}{% endfor %}{% endfor %}
 {#- lags longer than DuckDB streams (stream_far_lags): the return moments' and realized volatilities' long windows
     and the regime window's first mid -#}
 {%- set FAR = {} %}
@@ -39,6 +45,32 @@ flow AS (
 {%- for s in rvol_windows() + [W] %}{% do FAR.setdefault(grid_rows(s) | int, []).extend(['c_nonzero_ret', 'c_ret2']) %}{% endfor %}
 {%- do FAR.setdefault((grid_rows(W) | int) - 1, []).append('mid') %}
 {%- for n in FAR %}{% do FAR.update({n: FAR[n] | unique | list}) %}{% endfor %}
+as_of_events AS (
+    -- funding, mark price and on-chain values are taken as of each book: their events join the sorted stream as
+    -- rows with flat <kind>__<field> columns (<kind>__at marks a row of that kind)
+    SELECT symbol, ts_us, ts_us AS funding__at, rate AS funding__rate, interval_hours AS funding__interval_hours
+    FROM {{ ref('stg_funding_rates') }}
+    WHERE ts_us < {{ range_end_us() }}
+    UNION ALL BY NAME
+    SELECT symbol, ts_us, ts_us AS mark__at{% for c in MARK_FIELDS %}, {{ c }} AS mark__{{ c }}{% endfor %}
+    FROM {{ ref('stg_mark_prices') }}
+    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    UNION ALL BY NAME
+    -- the mark in force when the warm-up starts
+    SELECT symbol, max(ts_us) AS ts_us, max(ts_us) AS mark__at
+        {%- for c in MARK_FIELDS %}, arg_max_null({{ c }}, ts_us) AS mark__{{ c }}{% endfor %}
+    FROM {{ ref('stg_mark_prices') }}
+    WHERE ts_us < {{ range_start_us() }} - {{ warmup_us() }}
+    GROUP BY symbol
+    {%- for m in var('onchain_metrics') %}
+    UNION ALL BY NAME
+    SELECT symbol, available_at_us AS ts_us, available_at_us AS onchain_{{ m }}__at,
+           arg_max(value, ts) AS onchain_{{ m }}__value
+    FROM {{ ref('stg_onchain_metrics') }}
+    WHERE metric = '{{ m }}' AND available_at_us < {{ range_end_us() }}
+    GROUP BY symbol, available_at_us
+    {%- endfor %}
+),
 ordered AS (
     SELECT
         book.symbol,
@@ -58,10 +90,44 @@ ordered AS (
         coalesce(flow.buy_qty, 0.0) AS buy_qty,
         coalesce(flow.sell_qty, 0.0) AS sell_qty,
         coalesce(flow.buy_qty_at_ask, 0.0) AS buy_qty_at_ask,
-        coalesce(flow.sell_qty_at_bid, 0.0) AS sell_qty_at_bid
+        coalesce(flow.sell_qty_at_bid, 0.0) AS sell_qty_at_bid,
+        true AS is_book
     FROM book
     LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
-    ORDER BY book.symbol, book.ts_us
+    UNION ALL BY NAME
+    SELECT *, false AS is_book FROM as_of_events
+    -- an event at the time of a book counts for that book (as of: at or before)
+    ORDER BY symbol, ts_us, is_book
+),
+numbered AS (
+    SELECT *, row_number() OVER () AS stream_rn FROM ordered
+),
+carried AS (
+    -- the latest event of each kind so far in the stream, and its symbol (the stream runs across symbols)
+    SELECT
+        * EXCLUDE ({{ AS_OF_COLUMNS | join(', ') }}),
+        {%- for kind, fields in AS_OF.items() %}
+        arg_max(symbol, stream_rn) FILTER (WHERE {{ kind }}__at IS NOT NULL) OVER (ROWS UNBOUNDED PRECEDING)
+            AS {{ kind }}__symbol,
+        {%- for f in fields %}
+        arg_max_null({{ kind }}__{{ f }}, stream_rn) FILTER (WHERE {{ kind }}__at IS NOT NULL)
+            OVER (ROWS UNBOUNDED PRECEDING) AS {{ kind }}__{{ f }},
+        {%- endfor %}
+        {%- endfor %}
+        stream_rn
+    FROM numbered
+),
+book_rows AS (
+    SELECT
+        * EXCLUDE (is_book, stream_rn{% for kind in AS_OF %}, {{ kind }}__symbol{% endfor %}, {{ AS_OF_COLUMNS | join(', ') }}),
+        {%- for kind, fields in AS_OF.items() %}
+        {%- set outer_last = loop.last %}
+        {%- for f in fields %}
+        CASE WHEN {{ kind }}__symbol = symbol THEN {{ kind }}__{{ f }} END AS {{ kind }}__{{ f }}{{ ',' if not (outer_last and loop.last) }}
+        {%- endfor %}
+        {%- endfor %}
+    FROM carried
+    WHERE is_book
 ),
 events AS (
     -- streaming windows (empty OVER clauses) over the sorted rows; prev() is the symbol's previous row
@@ -100,8 +166,9 @@ events AS (
         buy_qty,
         sell_qty,
         buy_qty_at_ask,
-        sell_qty_at_bid
-    FROM ordered
+        sell_qty_at_bid,
+        {{ AS_OF_COLUMNS | join(', ') }}
+    FROM book_rows
 ),
 terms AS (
     SELECT
@@ -196,7 +263,15 @@ rolled AS (
         ln(mid / {{ stream_window_first('mid', W) }}) AS regime_trend,
         bid_sz_1 / (bid_sz_1 + ask_sz_1) AS imbalance_ratio,
         log_ret,
-        buy_qty - sell_qty AS net_taker_qty
+        buy_qty - sell_qty AS net_taker_qty,
+        funding__rate AS funding_rate_last,
+        (coalesce(mark__next_funding_ts_us, funding__at + (funding__interval_hours * 3600e6)::BIGINT) - ts_us) / 1e6
+            AS funding_time_to_next_s,
+        mark__est_funding_rate AS funding_rate_predicted,
+        (mark__mark_price - mark__index_price) / mark__index_price * 1e4 AS mark_premium_bps,
+        {%- for m in var('onchain_metrics') %}
+        onchain_{{ m }}__value AS onchain_{{ m }}{{ ',' if not loop.last }}
+        {%- endfor %}
     FROM {{ stream_far_last('far', FAR) }}
 )
 {%- else %}
@@ -243,7 +318,7 @@ base AS (
     LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
     WINDOW w AS (PARTITION BY book.symbol ORDER BY book.ts_us)
 ),
-rolled AS (
+range_rolled AS (
     SELECT
         symbol,
         market,
@@ -300,6 +375,37 @@ rolled AS (
         w{{ s }} AS (PARTITION BY symbol ORDER BY ts_us {{ trailing(s) }}),
         {%- endfor %}
         wr AS (PARTITION BY symbol ORDER BY ts_us {{ trailing(W) }})
+),
+onchain AS (
+    SELECT symbol, metric, available_at_us, arg_max(value, ts) AS value
+    FROM {{ ref('stg_onchain_metrics') }}
+    GROUP BY ALL
+),
+as_of AS (
+    -- as-of values joined on the narrow key only: ASOF sorts its left input, so keep the wide rows out of it
+    SELECT
+        k.symbol,
+        k.ts_us,
+        fr.rate AS funding_rate_last,
+        (coalesce(mk.next_funding_ts_us, fr.ts_us + (fr.interval_hours * 3600e6)::BIGINT) - k.ts_us) / 1e6
+            AS funding_time_to_next_s,
+        mk.est_funding_rate AS funding_rate_predicted,
+        (mk.mark_price - mk.index_price) / mk.index_price * 1e4 AS mark_premium_bps,
+        {%- for m in var('onchain_metrics') %}
+        oc_{{ m }}.value AS onchain_{{ m }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM (SELECT symbol, ts_us FROM range_rolled WHERE ts_us >= {{ range_start_us() }}) AS k
+    ASOF LEFT JOIN {{ ref('stg_funding_rates') }} AS fr ON fr.symbol = k.symbol AND k.ts_us >= fr.ts_us
+    ASOF LEFT JOIN {{ ref('stg_mark_prices') }} AS mk ON mk.symbol = k.symbol AND k.ts_us >= mk.ts_us
+    {%- for m in var('onchain_metrics') %}
+    ASOF LEFT JOIN (SELECT * FROM onchain WHERE metric = '{{ m }}') AS oc_{{ m }}
+        ON oc_{{ m }}.symbol = k.symbol AND k.ts_us >= oc_{{ m }}.available_at_us
+    {%- endfor %}
+),
+rolled AS (
+    SELECT r.*, a.* EXCLUDE (symbol, ts_us)
+    FROM range_rolled AS r
+    JOIN as_of AS a ON a.symbol = r.symbol AND a.ts_us = r.ts_us
 )
 {%- endif %}
 SELECT
