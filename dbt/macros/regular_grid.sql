@@ -16,6 +16,9 @@
 {#- Is every symbol's staged book in [lower_us, upper_us) a complete grid of step var('grid_ms'), and does that step
     divide every window?  One aggregate query at run time; false at parse time or with var feature_plan: range. -#}
 {% macro staged_grid_is_regular(relation, lower_us, upper_us, window_seconds) %}
+  {%- if var('feature_plan', 'auto') not in ('auto', 'streaming', 'range') -%}
+    {{ exceptions.raise_compiler_error("var feature_plan: " ~ var('feature_plan') ~ " is not one of auto, streaming, range") }}
+  {%- endif -%}
   {%- if not execute or var('feature_plan', 'auto') == 'range' -%}
     {{ return(false) }}
   {%- endif -%}

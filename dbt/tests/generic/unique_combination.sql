@@ -1,7 +1,22 @@
-{% test unique_combination(model, columns) %}
--- rows whose combination of `columns` occurs more than once (a duplicated natural key)
+{#- Rows whose combination of `columns` occurs more than once (a duplicated natural key).  With `rebuilt_from`, only
+    rows with ts_us from the first time this run (re)wrote are checked: the rows of earlier runs were checked by
+    them, and a duplicate needs a row written now (so the test costs a day, not the whole history):
+      range    - the run's first day (models that rewrite [start_date, end_date])
+      warmup   - the warm-up before it (models that rewrite their warm-up too)
+      markouts - markouts_start_us() (label models, which recompute the previous day's last horizon) -#}
+{% test unique_combination(model, columns, rebuilt_from=none) %}
+{%- if rebuilt_from not in (none, 'range', 'warmup', 'markouts') %}
+  {{ exceptions.raise_compiler_error("unique_combination: rebuilt_from=" ~ rebuilt_from ~ " is not one of range, warmup, markouts") }}
+{%- endif %}
 SELECT {{ columns | join(', ') }}, count(*) AS n
 FROM {{ model }}
+{%- if rebuilt_from == 'range' %}
+WHERE ts_us >= {{ range_start_us() }}
+{%- elif rebuilt_from == 'warmup' %}
+WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }}
+{%- elif rebuilt_from == 'markouts' %}
+WHERE ts_us >= {{ markouts_start_us() }}
+{%- endif %}
 GROUP BY {{ columns | join(', ') }}
 HAVING count(*) > 1
 {% endtest %}
