@@ -104,10 +104,20 @@ def run_dbt(
     args += ["--log-path", str(target / "logs")]
     proc = subprocess.run([dbt_executable(), *args], env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        lines = [ln for ln in proc.stdout.splitlines() if "ERROR" in ln or "FAIL" in ln or "Error" in ln]
-        tail = "\n".join(lines[-30:]) or proc.stdout[-3000:] + proc.stderr[-2000:]
+        tail = _failure_summary(proc.stdout) or proc.stdout[-3000:] + proc.stderr[-2000:]
         raise FeatureBuildError(
             f"dbt {command} over lake {lake} with vars {window.vars()} failed (exit {proc.returncode}):\n{tail}\n"
             f"rerun: SCALPER_LAKE={lake} dbt {' '.join(args)}"
         )
     return proc
+
+
+def _failure_summary(stdout: str) -> str:
+    """dbt's own summary of what failed and why (from "Completed with N error(s)" to "Done."), at most 40 lines;
+    else the lines that name an error or a failure."""
+    lines = stdout.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "Completed with" in ln), None)
+    if start is not None:
+        block = [ln for ln in lines[start:] if ln.strip()]
+        return "\n".join(block[:40])
+    return "\n".join([ln for ln in lines if "ERROR" in ln or "FAIL" in ln or "Error" in ln][-30:])

@@ -1,0 +1,87 @@
+"""The two plans of the rolling features agree: on a regular grid with two symbols in one run (the streaming plan's
+running sums cross the symbols and subtract each symbol's base), `feature_plan: streaming` and `feature_plan: range`
+give the same book features and labels; an irregular grid refuses `streaming` by name.
+
+Tolerance: as tests/test_features_reference.py (1e-9 relative and 1e-9 x the column's scale; 1e-6 for skewness and
+kurtosis, whose power sums lose digits to cancellation at the running sums' magnitude).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from feature_lake import MarketParams, build_raw_lake, warehouse_table
+
+from feature_store.feature_build import BuildWindow, FeatureBuildError, run_dbt
+
+DAY = "2024-01-01"
+VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
+WINDOW = BuildWindow(DAY, DAY, train_start=DAY, train_end=DAY)
+
+
+@pytest.fixture(scope="module")
+def lakes(tmp_path_factory):
+    streaming = tmp_path_factory.mktemp("plan_streaming")
+    build_raw_lake(
+        streaming,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        days=(DAY,),
+        params=MarketParams(grid_ms=1000),
+        day_seconds=21_600,
+    )
+    ranged = tmp_path_factory.mktemp("plan_range")
+    shutil.copytree(streaming / "raw", ranged / "raw")
+    run_dbt(streaming, "build", WINDOW, extra_vars={**VARS, "feature_plan": "streaming"})
+    run_dbt(ranged, "build", WINDOW, extra_vars={**VARS, "feature_plan": "range"})
+    return streaming, ranged
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("int_book_features", "symbol, ts_us"),
+        ("fct_labels", "symbol, ts_us"),
+        ("fct_trade_markouts", "symbol, trade_id"),
+    ],
+)
+def test_streaming_plan_equals_range_plan(lakes, table, key):
+    streaming, ranged = (warehouse_table(root, f"SELECT * FROM {table} ORDER BY {key}") for root in lakes)
+    assert streaming.num_rows == ranged.num_rows > 40_000
+    assert set(streaming["symbol"].to_pylist()) == {"BTCUSDT", "ETHUSDT"}
+    for name in ranged.column_names:
+        got = streaming[name].to_numpy(zero_copy_only=False)
+        want = ranged[name].to_numpy(zero_copy_only=False)
+        if (
+            want.dtype.kind == "f"
+            or want.dtype == object
+            and name.startswith(("markout", "funding", "onchain"))
+        ):
+            got, want = got.astype(float), want.astype(float)
+            tol = 1e-6 if name.startswith(("skew_", "kurt_")) else 1e-9
+            scale = float(np.nanmax(np.abs(want))) if np.isfinite(want).any() else 1.0
+            bad = ~np.isclose(got, want, rtol=tol, atol=tol * scale, equal_nan=True)
+            assert not bad.any(), (
+                f"{table}.{name}: {bad.sum()} rows differ, e.g. {got[bad][:3]} vs {want[bad][:3]}"
+            )
+        else:
+            assert (got == want).all(), f"{table}.{name}"
+
+
+def test_streaming_plan_refuses_an_irregular_grid(tmp_path):
+    build_raw_lake(
+        tmp_path,
+        days=(DAY,),
+        params=MarketParams(grid_ms=1000),
+        day_seconds=3_600,
+        drop_seconds={DAY: (84_000, 84_030)},
+    )
+    with pytest.raises(FeatureBuildError, match="not a regular"):
+        run_dbt(
+            tmp_path,
+            "run",
+            WINDOW,
+            select="+int_book_features",
+            extra_vars={**VARS, "feature_plan": "streaming"},
+        )
