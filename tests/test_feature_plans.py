@@ -3,7 +3,8 @@ running sums cross the symbols and subtract each symbol's base), `feature_plan: 
 give the same book features and labels; an irregular grid refuses `streaming` by name.
 
 Tolerance: as tests/test_features_reference.py (1e-9 relative and 1e-9 x the column's scale; 1e-6 for skewness and
-kurtosis, whose power sums lose digits to cancellation at the running sums' magnitude).
+kurtosis, whose power sums lose digits to cancellation at the running sums' magnitude).  Also: staging dedupes
+when (and only when) the staged raw range holds duplicates.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
-from feature_lake import MarketParams, build_raw_lake, warehouse_table
+from feature_lake import MarketParams, build_raw_lake, warehouse_table, write_raw
 
 from feature_store.feature_build import BuildWindow, FeatureBuildError, run_dbt
 
@@ -85,3 +88,24 @@ def test_streaming_plan_refuses_an_irregular_grid(tmp_path):
             select="+int_book_features",
             extra_vars={**VARS, "feature_plan": "streaming"},
         )
+
+
+def test_staging_dedupes_when_the_raw_range_holds_duplicates(tmp_path):
+    """Staging sorts for its dedupe only when a run-time check finds natural-key duplicates in the staged range;
+    when it does, the last received copy wins."""
+    raw = build_raw_lake(tmp_path, days=(DAY,), params=MarketParams(grid_ms=1000), day_seconds=600)
+    books = raw["book_snapshots"]
+    stale = books.slice(100, 3)  # an older receipt of three snapshots, with other sizes
+    sizes = pa.array([[9.0] * len(v) for v in stale["bid_sz"].to_pylist()], books.schema.field("bid_sz").type)
+    stale = stale.set_column(stale.schema.get_field_index("bid_sz"), "bid_sz", sizes)
+    stale = stale.set_column(
+        stale.schema.get_field_index("recv_ts"),
+        "recv_ts",
+        pc.subtract(stale["recv_ts"], pa.scalar(1, pa.duration("s"))),
+    )
+    write_raw(tmp_path, "book_snapshots", stale)
+    run_dbt(tmp_path, "run", WINDOW, select="stg_book_snapshots", extra_vars=VARS)
+    staged = warehouse_table(tmp_path, "SELECT ts_us, bid_sz_1 FROM stg_book_snapshots ORDER BY ts_us")
+    assert staged.num_rows == books.num_rows
+    want = [row[0] for row in books["bid_sz"].to_pylist()]
+    assert staged["bid_sz_1"].to_pylist() == want

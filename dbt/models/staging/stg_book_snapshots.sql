@@ -73,5 +73,7 @@ SELECT
     bid_px_1 = ask_px_1 AS is_locked
 FROM levels
 WHERE bid_px_1 IS NOT NULL AND ask_px_1 IS NOT NULL
+{%- if raw_has_duplicates(source('raw', 'book_snapshots'), ['symbol', 'ts']) %}
 -- dedupe on the natural key (symbol, ts): the last received copy wins (after level extraction: cheaper)
 QUALIFY row_number() OVER (PARTITION BY symbol, ts_us ORDER BY recv_ts_us DESC, update_id DESC) = 1
+{%- endif %}

@@ -19,4 +19,6 @@ WHERE {{ raw_date_filter() }}
   AND epoch_us(ts) >= {{ range_start_us() }}
   AND epoch_us(ts) < {{ range_end_us() }}
   AND price > 0 AND isfinite(price) AND qty > 0 AND isfinite(qty) AND side IN (-1, 1)
+{%- if raw_has_duplicates(source('raw', 'trades'), ['symbol', 'trade_id']) %}
 QUALIFY row_number() OVER (PARTITION BY symbol, trade_id ORDER BY recv_ts DESC) = 1
+{%- endif %}
