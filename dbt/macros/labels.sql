@@ -9,3 +9,12 @@
   ((SELECT coalesce(max(ts_us), {{ range_start_us() }}) FROM {{ ref('stg_book_snapshots') }}
     WHERE ts_us < {{ range_start_us() }}) - {{ max_horizon_us() }})
 {%- endmacro %}
+
+{#- fct_trade_markouts' output columns over trades `t` and last_book `lb`, with m(t+h) read from `mid_format` % h. -#}
+{% macro trade_markout_columns(mid_format) %}
+    t.symbol, t.date, t.ts, t.ts_us, t.trade_id, t.price, t.qty, t.side,
+    {%- for h in markout_horizons() %}
+    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
+         THEN t.side * ({{ mid_format | format(h) }} - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
+    {%- endfor %}
+{% endmacro %}

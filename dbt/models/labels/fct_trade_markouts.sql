@@ -35,19 +35,7 @@ future_mids AS (
         {%- endfor %}
     FROM (SELECT * FROM book ORDER BY symbol, ts_us DESC)
 )
-SELECT
-    t.symbol,
-    t.date,
-    t.ts,
-    t.ts_us,
-    t.trade_id,
-    t.price,
-    t.qty,
-    t.side,
-    {%- for h in markout_horizons() %}
-    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
-         THEN t.side * (f.mid_{{ h }}s - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
-    {%- endfor %}
+SELECT {{ trade_markout_columns('f.mid_%ds') }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 -- the grid row at or before the trade (floor to the grid, whose phase is the first row's)
@@ -57,19 +45,7 @@ LEFT JOIN future_mids AS f
 WHERE t.ts_us >= lb.first_ts_us
 UNION ALL
 -- trades before the first staged book (start of history): the grid row at or before t+h, one join a horizon
-SELECT
-    t.symbol,
-    t.date,
-    t.ts,
-    t.ts_us,
-    t.trade_id,
-    t.price,
-    t.qty,
-    t.side,
-    {%- for h in markout_horizons() %}
-    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
-         THEN t.side * (b{{ h }}.mid - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
-    {%- endfor %}
+SELECT {{ trade_markout_columns('b%d.mid') }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
@@ -79,19 +55,7 @@ LEFT JOIN book AS b{{ h }}
 {%- endfor %}
 WHERE t.ts_us < lb.first_ts_us
 {%- else %}
-SELECT
-    t.symbol,
-    t.date,
-    t.ts,
-    t.ts_us,
-    t.trade_id,
-    t.price,
-    t.qty,
-    t.side,
-    {%- for h in markout_horizons() %}
-    CASE WHEN lb.last_ts_us >= t.ts_us + {{ h * 1000000 }}
-         THEN t.side * (b{{ h }}.mid - t.price) / t.price * 1e4 END AS markout_{{ h }}s_bps{{ ',' if not loop.last }}
-    {%- endfor %}
+SELECT {{ trade_markout_columns('b%d.mid') }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
