@@ -333,3 +333,17 @@ def warehouse_table(root: Path, sql: str) -> pa.Table:
         return con.sql(sql).arrow().read_all()
     finally:
         con.close()
+
+
+def assert_close(name: str, got, want, tol: float = 1e-9) -> None:
+    """The feature tests' tolerance: relative `tol` and absolute `tol` x the column's scale (max |want|);
+    NaN / NULL must match NaN / NULL."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, f"{name}: {got.shape} rows vs {want.shape} expected"
+    scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0
+    bad = ~np.isclose(got, want, rtol=tol, atol=tol * max(scale, 1e-300), equal_nan=True)
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        raise AssertionError(
+            f"{name}: {bad.sum()} of {len(got)} rows differ; first at row {i}: got {got[i]!r} expected {want[i]!r}"
+        )

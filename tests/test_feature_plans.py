@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from feature_lake import MarketParams, build_raw_lake, warehouse_table, write_raw
+from feature_lake import MarketParams, assert_close, build_raw_lake, warehouse_table, write_raw
 
 from feature_store.feature_build import BuildWindow, FeatureBuildError, run_dbt
 
@@ -61,13 +60,8 @@ def test_streaming_plan_equals_range_plan(lakes, table, key):
             or want.dtype == object
             and name.startswith(("markout", "funding", "onchain"))
         ):
-            got, want = got.astype(float), want.astype(float)
             tol = 1e-6 if name.startswith(("skew_", "kurt_")) else 1e-9
-            scale = float(np.nanmax(np.abs(want))) if np.isfinite(want).any() else 1.0
-            bad = ~np.isclose(got, want, rtol=tol, atol=tol * scale, equal_nan=True)
-            assert not bad.any(), (
-                f"{table}.{name}: {bad.sum()} rows differ, e.g. {got[bad][:3]} vs {want[bad][:3]}"
-            )
+            assert_close(f"{table}.{name}", got, want, tol)
         else:
             assert (got == want).all(), f"{table}.{name}"
 

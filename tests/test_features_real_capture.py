@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from feature_lake import warehouse_table, write_raw
+from feature_lake import assert_close, warehouse_table, write_raw
 
 from feature_store import features_ref as ref
 from feature_store.feature_build import BuildWindow, run_dbt
@@ -76,10 +76,10 @@ def test_real_capture_features_equal_numpy(real):
         "regime_score",
     ]:
         loose = name.startswith(("skew", "kurt", "ofi_integrated"))
-        _close(name, got[name].to_numpy(zero_copy_only=False), want[name], 1e-6 if loose else 1e-9)
+        assert_close(name, got[name].to_numpy(zero_copy_only=False), want[name], 1e-6 if loose else 1e-9)
     labels = warehouse_table(root, "SELECT * FROM fct_labels ORDER BY ts_us")
     for name, values in ref.mid_markouts(f["ts_us"], f["mid"]).items():
-        _close(name, labels[name].to_numpy(zero_copy_only=False), values, 1e-9)
+        assert_close(name, labels[name].to_numpy(zero_copy_only=False), values, 1e-9)
     # real trades do move the real book: the flow features are not degenerate
     assert np.abs(got["tfi_10s"].to_numpy()).max() > 0.5 and np.abs(got["ofi_l1_10s"].to_numpy()).max() > 0
 
@@ -95,18 +95,9 @@ def test_real_capture_trade_markouts_equal_numpy(real):
     got = warehouse_table(root, "SELECT * FROM fct_trade_markouts ORDER BY ts_us, trade_id")
     np.testing.assert_array_equal(got["trade_id"].to_numpy(), want["trade_id"])
     for h in ref.MARKOUT_HORIZONS:
-        _close(
+        assert_close(
             f"markout_{h}s_bps",
             got[f"markout_{h}s_bps"].to_numpy(zero_copy_only=False),
             want[f"markout_{h}s_bps"],
             1e-9,
         )
-
-
-def _close(name, got, want, tol):
-    got, want = np.asarray(got, float), np.asarray(want, float)
-    scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0
-    bad = ~np.isclose(got, want, rtol=tol, atol=tol * max(scale, 1e-300), equal_nan=True)
-    assert not bad.any(), (
-        f"{name}: {bad.sum()} rows differ, first {np.flatnonzero(bad)[0]}: SQL {got[bad][0]!r} numpy {want[bad][0]!r}"
-    )

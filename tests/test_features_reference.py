@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from feature_lake import TEST_DAYS, shared_lake, warehouse_table
+from feature_lake import TEST_DAYS, assert_close, shared_lake, warehouse_table
 
 from feature_store import features_ref as ref
 from feature_store.instruments import instrument
@@ -33,18 +33,6 @@ def built():
     pub = ref.published_features(f, fit, TICK, PARAMS)
     sql = warehouse_table(lake.root, "SELECT * FROM fct_features WHERE symbol = 'BTCUSDT' ORDER BY ts_us")
     return lake, book, f, fit, pub, sql
-
-
-def _close(name, got, want, rtol=1e-9, scale_tol=1e-9):
-    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    assert got.shape == want.shape, f"{name}: {got.shape} rows in SQL vs {want.shape} in numpy"
-    scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0
-    bad = ~np.isclose(got, want, rtol=rtol, atol=scale_tol * max(scale, 1e-300), equal_nan=True)
-    if bad.any():
-        i = np.flatnonzero(bad)[0]
-        pytest.fail(
-            f"{name}: {bad.sum()} of {len(got)} rows differ; first at row {i}: SQL {got[i]!r} numpy {want[i]!r}"
-        )
 
 
 def test_rows_and_times_match(built):
@@ -80,11 +68,11 @@ ROUGH = {c for c in ref.clipped_features() if c.startswith(("skew_", "kurt_"))}
 def test_feature_equals_reference(built, column):
     *_, pub, sql = built
     if column in ROUGH:
-        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], rtol=1e-6, scale_tol=1e-6)
+        assert_close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], 1e-6)
     elif column == "ofi_integrated_10s":
-        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], rtol=1e-7, scale_tol=1e-7)
+        assert_close(column, sql[column].to_numpy(zero_copy_only=False), pub[column], 1e-7)
     else:
-        _close(column, sql[column].to_numpy(zero_copy_only=False), pub[column])
+        assert_close(column, sql[column].to_numpy(zero_copy_only=False), pub[column])
 
 
 def test_regime_labels_equal_reference(built):
@@ -143,7 +131,7 @@ def test_mid_markouts_equal_reference(built):
     np.testing.assert_array_equal(labels["ts_us"].to_numpy(), f["ts_us"])
     want = ref.mid_markouts(f["ts_us"], f["mid"])
     for name, values in want.items():
-        _close(name, labels[name].to_numpy(zero_copy_only=False), values)
+        assert_close(name, labels[name].to_numpy(zero_copy_only=False), values)
 
 
 def test_trade_markouts_equal_reference(built):
@@ -154,7 +142,7 @@ def test_trade_markouts_equal_reference(built):
     want = ref.trade_markouts(f["ts_us"], f["mid"], trades.take(pa.array(order)))
     np.testing.assert_array_equal(got["trade_id"].to_numpy(), want["trade_id"])
     for h in ref.MARKOUT_HORIZONS:
-        _close(
+        assert_close(
             f"markout_{h}s_bps",
             got[f"markout_{h}s_bps"].to_numpy(zero_copy_only=False),
             want[f"markout_{h}s_bps"],
@@ -165,12 +153,12 @@ def test_funding_and_onchain_are_as_of(built):
     lake, _, f, _, _, sql = built
     funding = warehouse_table(lake.root, "SELECT ts_us, rate FROM stg_funding_rates ORDER BY ts_us")
     want = ref.asof(funding["ts_us"].to_numpy(), funding["rate"].to_numpy(), f["ts_us"])
-    _close("funding_rate_last", sql["funding_rate_last"].to_numpy(zero_copy_only=False), want)
+    assert_close("funding_rate_last", sql["funding_rate_last"].to_numpy(zero_copy_only=False), want)
     oc = warehouse_table(
         lake.root, "SELECT available_at_us, value FROM stg_onchain_metrics WHERE metric = 'tx_count'"
     )
     want = ref.asof(oc["available_at_us"].to_numpy(), oc["value"].to_numpy(), f["ts_us"])
-    _close("onchain_tx_count", sql["onchain_tx_count"].to_numpy(zero_copy_only=False), want)
+    assert_close("onchain_tx_count", sql["onchain_tx_count"].to_numpy(zero_copy_only=False), want)
     # a day's on-chain value (published the next day + 2 h) is invisible before its availability time
     first_day = sql.filter(pa.compute.less(sql["ts_us"], int(f["ts_us"][0]) + 2 * 3_600_000_000))
     assert first_day["onchain_tx_count"].null_count == first_day.num_rows

@@ -82,11 +82,7 @@ ordered AS (
         {%- for m in range(1, M + 1) %}
         bid_px_{{ m }}, bid_sz_{{ m }}, ask_px_{{ m }}, ask_sz_{{ m }},
         {%- endfor %}
-        {%- for k in [1, 3, 5, 10] %}
-        ({% for i in range(1, k + 1) %}bid_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS bid_depth_{{ k }},
-        ({% for i in range(1, k + 1) %}ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS ask_depth_{{ k }},
-        {%- endfor %}
-        ({% for i in range(1, M + 1) %}bid_sz_{{ i }} + ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) / {{ 2 * M }} AS avg_depth_l{{ M }},
+        {{ book_depth_columns(M) }},
         coalesce(flow.buy_qty, 0.0) AS buy_qty,
         coalesce(flow.sell_qty, 0.0) AS sell_qty,
         coalesce(flow.buy_qty_at_ask, 0.0) AS buy_qty_at_ask,
@@ -151,18 +147,7 @@ events AS (
         ask_depth_{{ k }},
         {%- endfor %}
         avg_depth_l{{ M }},
-        {%- for m in range(1, M + 1) %}
-        coalesce(CASE WHEN bid_px_{{ m }} >= {{ stream_prev('bid_px_%d' % m) }} THEN bid_sz_{{ m }} END, 0.0)
-          - coalesce(CASE WHEN bid_px_{{ m }} <= {{ stream_prev('bid_px_%d' % m) }} THEN {{ stream_prev('bid_sz_%d' % m) }} END, 0.0)
-          - coalesce(CASE WHEN ask_px_{{ m }} <= {{ stream_prev('ask_px_%d' % m) }} THEN ask_sz_{{ m }} END, 0.0)
-          + coalesce(CASE WHEN ask_px_{{ m }} >= {{ stream_prev('ask_px_%d' % m) }} THEN {{ stream_prev('ask_sz_%d' % m) }} END, 0.0)
-          AS ofi_event_l{{ m }},
-        {%- endfor %}
-        ln((ask_px_1 + bid_px_1) / ({{ stream_prev('ask_px_1') }} + {{ stream_prev('bid_px_1') }})) AS log_ret,
-        coalesce(CASE WHEN bid_px_1 = {{ stream_prev('bid_px_1') }}
-                      THEN {{ stream_prev('bid_sz_1') }} - bid_sz_1 - sell_qty_at_bid END, 0.0) AS cancel_bid,
-        coalesce(CASE WHEN ask_px_1 = {{ stream_prev('ask_px_1') }}
-                      THEN {{ stream_prev('ask_sz_1') }} - ask_sz_1 - buy_qty_at_ask END, 0.0) AS cancel_ask,
+        {{ book_event_columns(M, stream_prev('%s'), 'sell_qty_at_bid', 'buy_qty_at_ask') }},
         buy_qty,
         sell_qty,
         buy_qty_at_ask,
@@ -215,16 +200,7 @@ rolled AS (
         date,
         ts,
         ts_us,
-        ts_us < first_ts_us + {{ warmup_us() }} AS is_warmup,
-        mid,
-        spread / mid * 1e4 AS spread_bps,
-        spread / tick_size AS spread_ticks,
-        {%- for k in [1, 3, 5, 10] %}
-        (bid_depth_{{ k }} - ask_depth_{{ k }}) / (bid_depth_{{ k }} + ask_depth_{{ k }}) AS imbalance_l{{ k }},
-        {%- endfor %}
-        (ask_px_1 * bid_sz_1 + bid_px_1 * ask_sz_1) / (bid_sz_1 + ask_sz_1) AS weighted_mid,
-        bid_sz_1 AS queue_bid_l1,
-        ask_sz_1 AS queue_ask_l1,
+        {{ book_snapshot_columns() }},
         {%- for s in ofi_l1_windows() %}
         {{ stream_window_sum('ofi_event_l1', s) }} AS ofi_l1_{{ s }}s,
         {%- endfor %}
@@ -289,25 +265,8 @@ base AS (
         ask_sz_1,
         bid_px_1,
         ask_px_1,
-        {%- for k in [1, 3, 5, 10] %}
-        ({% for i in range(1, k + 1) %}bid_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS bid_depth_{{ k }},
-        ({% for i in range(1, k + 1) %}ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS ask_depth_{{ k }},
-        {%- endfor %}
-        ({% for i in range(1, M + 1) %}bid_sz_{{ i }} + ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) / {{ 2 * M }} AS avg_depth_l{{ M }},
-        {%- for m in range(1, M + 1) %}
-        -- OFI event at level {{ m }} (Cont, Kukanov, Stoikov 2014); absent levels (NULL price) compare false
-        coalesce(CASE WHEN bid_px_{{ m }} >= lag(bid_px_{{ m }}) OVER w THEN bid_sz_{{ m }} END, 0.0)
-          - coalesce(CASE WHEN bid_px_{{ m }} <= lag(bid_px_{{ m }}) OVER w THEN lag(bid_sz_{{ m }}) OVER w END, 0.0)
-          - coalesce(CASE WHEN ask_px_{{ m }} <= lag(ask_px_{{ m }}) OVER w THEN ask_sz_{{ m }} END, 0.0)
-          + coalesce(CASE WHEN ask_px_{{ m }} >= lag(ask_px_{{ m }}) OVER w THEN lag(ask_sz_{{ m }}) OVER w END, 0.0)
-          AS ofi_event_l{{ m }},
-        {%- endfor %}
-        ln((ask_px_1 + bid_px_1) / (lag(ask_px_1) OVER w + lag(bid_px_1) OVER w)) AS log_ret,
-        -- implied cancels at the best queue while its price is unchanged: -dq - executed volume
-        coalesce(CASE WHEN bid_px_1 = lag(bid_px_1) OVER w
-                      THEN lag(bid_sz_1) OVER w - bid_sz_1 - coalesce(flow.sell_qty_at_bid, 0.0) END, 0.0) AS cancel_bid,
-        coalesce(CASE WHEN ask_px_1 = lag(ask_px_1) OVER w
-                      THEN lag(ask_sz_1) OVER w - ask_sz_1 - coalesce(flow.buy_qty_at_ask, 0.0) END, 0.0) AS cancel_ask,
+        {{ book_depth_columns(M) }},
+        {{ book_event_columns(M, 'lag(%s) OVER w', 'coalesce(flow.sell_qty_at_bid, 0.0)', 'coalesce(flow.buy_qty_at_ask, 0.0)') }},
         coalesce(flow.n_trades, 0) AS n_trades,
         coalesce(flow.buy_qty, 0.0) AS buy_qty,
         coalesce(flow.sell_qty, 0.0) AS sell_qty,
@@ -325,16 +284,7 @@ range_rolled AS (
         date,
         ts,
         ts_us,
-        ts_us < first_ts_us + {{ warmup_us() }} AS is_warmup,
-        mid,
-        spread / mid * 1e4 AS spread_bps,
-        spread / tick_size AS spread_ticks,
-        {%- for k in [1, 3, 5, 10] %}
-        (bid_depth_{{ k }} - ask_depth_{{ k }}) / (bid_depth_{{ k }} + ask_depth_{{ k }}) AS imbalance_l{{ k }},
-        {%- endfor %}
-        (ask_px_1 * bid_sz_1 + bid_px_1 * ask_sz_1) / (bid_sz_1 + ask_sz_1) AS weighted_mid,
-        bid_sz_1 AS queue_bid_l1,
-        ask_sz_1 AS queue_ask_l1,
+        {{ book_snapshot_columns() }},
         {%- for s in ofi_l1_windows() %}
         sum(ofi_event_l1) OVER {{ 'w%d' % s }} AS ofi_l1_{{ s }}s,
         {%- endfor %}
