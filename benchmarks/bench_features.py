@@ -54,6 +54,41 @@ def _dbt_build_measured(
     return time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+# One day of raw books staged the way stg_book_snapshots reads them (the 10 levels the features use), in a child
+# with the profile's DuckDB settings: through the pyarrow dataset of the Delta table (dbt-duckdb's `delta` plugin,
+# the former read) or through DuckDB's Parquet reader over the table's active files (dbt/plugins/delta_files.py).
+_RAW_READ = """
+import os, sys
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+import duckdb
+from deltalake import DeltaTable
+from feature_store.raw_scan import delta_file_scan
+path, day, read, threads = sys.argv[1:5]
+con = duckdb.connect()
+con.execute(f"SET threads = {threads}; SET memory_limit = '700MB'; SET preserve_insertion_order = false; "
+          "SET enable_progress_bar = false")
+if read == "dataset":
+    con.register("books", DeltaTable(path).to_pyarrow_dataset())
+else:
+    con.register("books", con.sql(delta_file_scan(path).sql()))
+levels = ", ".join(f"{c}[1:10] AS {c}" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+con.execute(
+    f"CREATE TABLE staged AS SELECT symbol, date, epoch_us(ts) AS ts_us, epoch_us(recv_ts) AS recv_ts_us, "
+    f"update_id, {levels} FROM books WHERE date = '{day}'"
+)
+"""
+
+
+def _raw_read_measured(root: Path, day: str, read: str, threads: int) -> tuple[float, float]:
+    """(CPU s, peak RSS MB) of a child that stages one day of raw books with `read` (dataset / files)."""
+    books = str(root / "raw" / "book_snapshots")
+    proc = subprocess.Popen([sys.executable, "-c", _RAW_READ, books, day, read, str(threads)])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"raw read ({read}) of {day} failed")
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,7 +115,7 @@ def main() -> None:
     rows_per_day = (
         DeltaTable(str(root / "raw" / "book_snapshots")).to_pyarrow_dataset().count_rows() // args.days
     )
-    per_day, peaks, cpu, nodes_s = [], [], [], []
+    per_day, peaks, cpu, nodes_s, staging_books_s = [], [], [], [], []
     for day in days:
         window = BuildWindow(day, day, train_start=days[0], train_end=days[0])
         wall, cpu_s, rss = _dbt_build_measured(root, window, extra, args.threads)
@@ -90,6 +125,10 @@ def main() -> None:
         run = json.loads((root / ".dbt_target" / "run_results.json").read_text())
         nodes_s.append(run["elapsed_time"])
         slow = sorted(run["results"], key=lambda r: -r["execution_time"])[:5]
+        # the raw read of a day of 20-level books (dbt/plugins/delta_files.py) happens in this model
+        staging_books_s += [
+            r["execution_time"] for r in run["results"] if r["unique_id"].endswith(".stg_book_snapshots")
+        ]
         print(
             f"{day}: dbt build {per_day[-1]:.2f} s wall, {cpu[-1]:.1f} CPU-s "
             f"({rows_per_day / per_day[-1]:,.0f} book rows/s), "
@@ -97,6 +136,13 @@ def main() -> None:
             f"{per_day[-1] - nodes_s[-1]:.2f} s; slowest: "
             + ", ".join(f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.2f}s" for r in slow)
         )
+
+    raw_reads: dict[str, list[tuple[float, float]]] = {"dataset": [], "files": []}
+    for day in days:  # alternating, so that load on the shared machine hits both alike
+        for read in raw_reads:
+            raw_reads[read].append(_raw_read_measured(root, day, read, args.threads))
+    raw_cpu = {read: statistics.median(c for c, _ in runs) for read, runs in raw_reads.items()}
+    raw_rss = {read: statistics.median(r for _, r in runs) for read, runs in raw_reads.items()}
 
     tick = instrument("BTCUSDT").tick_size
     books = DeltaTable(str(root / "raw" / "book_snapshots")).to_pyarrow_dataset().to_table().sort_by("ts")
@@ -115,7 +161,8 @@ def main() -> None:
         f"\nmedian dbt build per symbol-day: {med:.2f} s = {rows_per_day / med:,.0f} book rows/s "
         f"(first day {per_day[0]:.2f} s, last {per_day[-1]:.2f} s); of which models + tests "
         f"{statistics.median(nodes_s):.2f} s and dbt start-up + parse {med - statistics.median(nodes_s):.2f} s "
-        "(the vars change every partition, so dbt re-parses the project each run)"
+        "(the vars change every partition, so dbt re-parses the project each run); "
+        f"stg_book_snapshots (raw read) {statistics.median(staging_books_s):.2f} s"
     )
     print(
         f"numpy reference per symbol-day (same rows, in-process): {numpy_s:.2f} s wall, {numpy_cpu:.1f} CPU-s "
@@ -125,6 +172,12 @@ def main() -> None:
         f"ratio dbt / numpy: {med / numpy_s:.2f}x wall, {statistics.median(cpu) / numpy_cpu:.2f}x CPU "
         f"(median dbt CPU-s per day {statistics.median(cpu):.1f}); load average now {os.getloadavg()[0]:.1f} "
         "(the machine is shared: CPU-s is the steadier figure)"
+    )
+    print(
+        "raw read of a day of books, staged as stg_book_snapshots reads it (child process, median of "
+        f"{args.days}): pyarrow dataset {raw_cpu['dataset']:.2f} CPU-s, peak RSS {raw_rss['dataset']:.0f} MB; "
+        f"Parquet file scan {raw_cpu['files']:.2f} CPU-s, peak RSS {raw_rss['files']:.0f} MB; ratio files / dataset "
+        f"{raw_cpu['files'] / raw_cpu['dataset']:.2f}x CPU, {raw_rss['files'] / raw_rss['dataset']:.2f}x RSS"
     )
     print(
         f"peak RSS of the dbt processes: {max(peaks):.0f} MB; of this process (numpy reference and data): "
