@@ -75,6 +75,9 @@ class BranchingDQNConfig:
     rescale_shared_gradient: scale the gradient entering the shared trunk by 1 / (branches + 1) = 1/3, as BDQ does
     because the trunk receives the sum of the value head's and every advantage head's gradients (the risk head
     reads the encoder latent directly and is not rescaled).
+    return_head: add an auxiliary head that predicts the next-step return (in units of its train-fit standard
+    deviation) from the encoder latent; training fits it by least squares (`forward_with_return`). The decision
+    outputs do not use it: it only shapes the latent, where TD targets alone carry a small edge in much noise.
     """
 
     encoder: EncoderConfig
@@ -87,6 +90,7 @@ class BranchingDQNConfig:
     variance_scale: float = 1.0
     min_variance: float = 1e-12
     rescale_shared_gradient: bool = True
+    return_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_price", "n_size"):
@@ -299,6 +303,7 @@ class RiskAwareBranchingDQN(nn.Module):
         self.size_advantage = mlp(config.trunk_hidden, config.head_hidden, config.n_size * n_per_head)
         # The risk head reads the encoder latent, not the Q trunk: variance is a property of the market state.
         self.risk_head = mlp(latent, config.risk_hidden, 1)
+        self.return_head = mlp(latent, config.risk_hidden, 1) if config.return_head else None
         self.register_buffer("variance_scale", torch.tensor(float(config.variance_scale)))
         self.register_buffer("min_variance", torch.tensor(float(config.min_variance)))
         self.to(resolve_device(device))
@@ -308,7 +313,19 @@ class RiskAwareBranchingDQN(nn.Module):
         return self.variance_scale.device
 
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> BranchingQ:
+        return self.heads(self.encoder(micro, macro, state))
+
+    def forward_with_return(self, micro: Tensor, macro: Tensor, state: Tensor) -> tuple[BranchingQ, Tensor]:
+        """The outputs and the auxiliary next-step return prediction [B] (needs config.return_head)."""
+        if self.return_head is None:
+            raise ValueError(
+                "this network has no return head; build it with BranchingDQNConfig(return_head=True)"
+            )
         latent = self.encoder(micro, macro, state)
+        return self.heads(latent), self.return_head(latent).squeeze(-1)
+
+    def heads(self, latent: Tensor) -> BranchingQ:
+        """Q branches, quantiles and variance from the encoder latent [B, latent]."""
         hidden = scale_gradient(self.trunk(latent), self.shared_gradient_scale)
         value = self.value_head(hidden)  # [B, N]
         price_adv = self.price_advantage(hidden).view(-1, self.n_price, self.n_per_head)

@@ -33,6 +33,7 @@ class NetConfig:
     head_hidden: int = 64
     risk_hidden: int = 64
     n_quantiles: int = 0  # DQN only: > 0 switches to a QR-DQN distributional critic
+    return_head: bool = False  # DQN only: auxiliary next-step return head (agent/nets.BranchingDQNConfig)
 
 
 def stream_widths(observation_space: spaces.Dict) -> tuple[int, int, int]:
@@ -95,6 +96,7 @@ def make_policy(
             risk_hidden=net.risk_hidden,
             n_quantiles=net.n_quantiles,
             variance_scale=variance_scale,
+            return_head=net.return_head,
         )
         return RiskAwareBranchingDQN(config, device=device)
     if kind == "ppo":

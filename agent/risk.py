@@ -9,8 +9,9 @@ head's prediction sqrt(predicted_variance) and the trailing realized volatility 
     leverage_cap = clip(target_risk / (sigma * sqrt(risk_horizon_s / step_s)), 0, max_leverage)
 i.e. a one-sigma move over the risk horizon costs at most `target_risk` of equity.
 Position cap: cap_notional = min(max_notional, leverage_cap * equity). Orders that could take |position| past it
-are clipped (hard). A step counts as a breach when the position is above the cap (the cap shrank, or the price
-moved) or an order had to be clipped; the soft penalty is `breach_penalty * breach_streak`, where the streak
+are clipped (hard). A step counts as a breach when the position is more than `breach_tolerance` above the cap (the
+cap shrank, or the price moved: a full-size position sits exactly at the cap, and without the band every uptick of
+a long would count) or an order had to be clipped; the soft penalty is `breach_penalty * breach_streak`, where the streak
 grows by one per breaching step and shrinks by one per clean step, so repeated breaches cost more and more.
 
 Kill switches (each trips once and halts trading until its release time):
@@ -45,6 +46,7 @@ class RiskConfig:
     target_risk: equity fraction a one-sigma move over `risk_horizon_s` may cost.
     sigma_floor: the volatility used when neither a prediction nor enough history exists, and its minimum.
     breach_penalty: reward units (see EnvConfig.reward_scale) per unit of breach streak.
+    breach_tolerance: fraction above the cap a held position may drift before the step counts as a breach.
     daily_loss_cap, max_drawdown: fractions; 0 disables that switch. loss_streak: 0 disables it.
     """
 
@@ -54,6 +56,7 @@ class RiskConfig:
     risk_horizon_s: float = 60.0
     sigma_floor: float = 2e-5
     breach_penalty: float = 0.5
+    breach_tolerance: float = 0.05
     daily_loss_cap: float = 0.03
     max_drawdown: float = 0.05
     loss_streak: int = 8
@@ -67,8 +70,10 @@ class RiskConfig:
         for name in ("daily_loss_cap", "max_drawdown"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"RiskConfig.{name}={getattr(self, name)} must lie in [0, 1); 0 disables it")
-        if self.breach_penalty < 0 or self.loss_streak < 0 or self.loss_streak_cooldown_s < 0:
-            raise ValueError("RiskConfig.breach_penalty, loss_streak and loss_streak_cooldown_s must be >= 0")
+        if min(self.breach_penalty, self.breach_tolerance, self.loss_streak, self.loss_streak_cooldown_s) < 0:
+            raise ValueError(
+                "RiskConfig.breach_penalty, breach_tolerance, loss_streak and loss_streak_cooldown_s must be >= 0"
+            )
 
 
 def step_sigma(config: RiskConfig, realized_sigma: float | None, predicted_variance: float | None) -> float:
@@ -188,7 +193,7 @@ class RiskManager:
         self._last_sign = 0 if position == 0.0 else (1 if position > 0 else -1)
 
         lev, cap, sigma = self.caps(equity, realized_sigma, predicted_variance)
-        breach = clipped or abs(position) * mark > cap * (1.0 + 1e-9)
+        breach = clipped or abs(position) * mark > cap * (1.0 + cfg.breach_tolerance + 1e-9)
         self.breach_streak = self.breach_streak + 1 if breach else max(0, self.breach_streak - 1)
         penalty = cfg.breach_penalty * self.breach_streak if breach else 0.0
 

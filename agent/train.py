@@ -13,6 +13,7 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
   learning    PrioritizedStratifiedReplay (n-step returns, strata = regime of the transition's first step),
               Double-DQN branching targets (agent/losses.py) or their quantile version, importance-weighted TD
               loss + `risk_loss_weight` * Gaussian variance NLL of the realized next-step mid log return.
+              `mirror_augment` also stores each transition's mirror image (agent/mirror.py) as a second trajectory.
               Target network: soft (Polyak, `target_tau` per update) or hard every `target_period` updates.
               Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32. Before the first update
               the encoder's input standardization is fit to the stored observations (`normalize_inputs`).
@@ -51,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from loguru import logger
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from agent.env import EnvConfig, ScalperEnv
@@ -63,6 +65,7 @@ from agent.losses import (
     taken_action_values,
 )
 from agent.market_view import REGIMES, MarketView, ViewConfig
+from agent.mirror import ObservationMirror
 from agent.nets import RiskAwareBranchingDQN, resolve_device
 from agent.policy_factory import ALGOS, NetConfig, as_tensors, make_policy
 from agent.replay import PrioritizedStratifiedReplay, ReplayBatch, ReplayConfig
@@ -158,10 +161,13 @@ class TrainConfig:
     huber_delta: float = 1.0
     grad_clip: float = 10.0
     risk_loss_weight: float = 0.1
+    return_loss_weight: float = 1.0  # auxiliary return head's squared error (when NetConfig.return_head)
     risk_feed_after: int = 1_000  # env steps before the risk head's variance tightens the leverage cap
     # standardize the network's inputs with the mean / std of the observations stored before learning starts
     # (MultiStreamStateEncoder.set_input_scaling; fixed afterwards and saved with the network)
     normalize_inputs: bool = True
+    # store every transition's mirror image too (agent/mirror.py): for markets whose law is symmetric up <-> down
+    mirror_augment: bool = False
     # PPO (agent/ppo.py)
     ppo_rollout: int = 512
     ppo_epochs: int = 4
@@ -554,7 +560,10 @@ def dqn_update(
     actions = t(batch.actions, torch.int64)
     realized = t(batch.extras["realized_return"])
     with torch.autocast(device.type, enabled=use_amp):
-        out = net(*obs)
+        if net.return_head is not None:
+            out, predicted_return = net.forward_with_return(*obs)
+        else:
+            out, predicted_return = net(*obs), None
         with torch.no_grad():
             online_next = net(*next_obs)
             target_next = target(*next_obs)
@@ -576,6 +585,11 @@ def dqn_update(
             td_loss, priorities = branching_td_loss(taken, y, weights, config.huber_delta)
         risk_loss = gaussian_variance_nll(out.variance.float(), realized)
         loss = td_loss + config.risk_loss_weight * risk_loss
+        if predicted_return is not None:
+            # in units of the train split's one-step return standard deviation (the risk head's variance scale)
+            scaled = realized / net.variance_scale.sqrt()
+            return_loss = F.mse_loss(predicted_return.float(), scaled)
+            loss = loss + config.return_loss_weight * return_loss
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
@@ -586,6 +600,7 @@ def dqn_update(
         "loss": float(loss.detach()),
         "td_loss": float(td_loss.detach()),
         "risk_nll": float(risk_loss.detach()),
+        **({} if predicted_return is None else {"return_mse": float(return_loss.detach())}),
         "grad_norm": float(grad_norm),
         "q_mean": float(torch.stack(taken).mean().detach()),
         "priorities": priorities.float().cpu().numpy(),
@@ -647,7 +662,9 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         beta_start=config.per_beta_start,
         beta_anneal_steps=config.per_beta_anneal_steps,
         n_strata=len(REGIMES),
+        n_envs=2 if config.mirror_augment else 1,  # the mirrored trajectory has its own n-step queue
     )
+    mirror = ObservationMirror.for_env(envs[2]) if config.mirror_augment else None
     replay = PrioritizedStratifiedReplay(
         replay_config, obs_spec(obs_space), {"realized_return": ((), np.float64)}, seed=config.seed + 104_729
     )
@@ -726,6 +743,12 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                 obs, action, reward, next_obs, terminated, truncated, regime,
                 extras={"realized_return": np.float64(info["mid_return"])},
             )  # fmt: skip
+            if mirror is not None:
+                replay.add(
+                    mirror.observation(obs), mirror.action(action), reward, mirror.observation(next_obs),
+                    terminated, truncated, mirror.regime(regime),
+                    extras={"realized_return": np.float64(-info["mid_return"])}, env_id=1,
+                )  # fmt: skip
             obs, regime = next_obs, REGIMES.index(info["regime"])
             episode_return += reward
             state.step += 1

@@ -38,6 +38,7 @@ from agent.env import EnvConfig, RewardConfig
 from agent.evaluate import EvalConfig, comparison_table, evaluate
 from agent.market_view import ViewConfig
 from agent.policy_factory import NetConfig
+from agent.risk import RiskConfig
 from agent.sim.engine import SimConfig
 from agent.sim.fees import FEE_TIERS, fee_tier
 from agent.train import DataConfig, TrainConfig, train
@@ -45,12 +46,23 @@ from agent.train import DataConfig, TrainConfig, train
 # The reward of the experiment is the net PnL (after fees) alone: RewardConfig's default shaping charges 0.2 bp of
 # traded notional on top of fees and adds end-of-episode Sharpe / Sortino / drawdown terms; the planted edge is
 # worth about 0.1-0.15 bp per traded notional, so that shaping alone makes trading on it a loss in reward terms.
+# The risk rules' soft breach penalty goes too (the hard position cap and the kill switches stay): it charges
+# 0.5 x a growing streak whenever a full-size position's notional drifts above a cap that moves every step with
+# price and volatility, several times the edge, so the agent learned that holding anything is expensive.
 DEFAULT_FEES = "none"
-PNL_REWARD = RewardConfig(trade_penalty_bps=0.0, sharpe_weight=0.0, sortino_weight=0.0, drawdown_weight=0.0)
+PNL_REWARD = RewardConfig(
+    trade_penalty_bps=0.0, liquidity_penalty=0.0, sharpe_weight=0.0, sortino_weight=0.0, drawdown_weight=0.0
+)
+PNL_RISK = RiskConfig(breach_penalty=0.0)
 
 
 def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: str, root: Path, smoke: bool):
-    env = EnvConfig(episode_s=60.0 if smoke else 120.0, sim=SimConfig(fees=fee_tier(fees)), reward=PNL_REWARD)
+    env = EnvConfig(
+        episode_s=60.0 if smoke else 120.0,
+        sim=SimConfig(fees=fee_tier(fees)),
+        reward=PNL_REWARD,
+        risk=PNL_RISK,
+    )
     net = (
         NetConfig(
             lstm_hidden=8,
@@ -63,7 +75,15 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
         )
         if smoke
         else NetConfig(
-            lstm_hidden=32, macro_hidden=32, state_hidden=32, latent=64, trunk_hidden=64, head_hidden=32
+            lstm_hidden=32,
+            macro_hidden=32,
+            state_hidden=32,
+            latent=64,
+            trunk_hidden=64,
+            head_hidden=32,
+            # the auxiliary next-step return head teaches the encoder the (small, noisy) drift that TD targets
+            # alone leave buried in the mark-to-market noise of a held position
+            return_head=True,
         )
     )
     # gamma 0.9 (a ~10 s horizon, the planted signal's persistence: its correlation with the forward return falls
@@ -82,6 +102,10 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
         learning_starts=min(500, steps // 5),
         batch_size=16 if smoke else 64,
         gamma=0.9,
+        # the synthetic market is symmetric up <-> down (mirrored regimes, an edge odd in the imbalance): train on
+        # each transition and its mirror image, so one trending training path cannot teach a side (agent/mirror.py)
+        mirror_augment=True,
+        buffer_capacity=100_000,
         eps_decay_steps=max(1, steps // 2),
         risk_feed_after=min(1_000, steps // 3),
         checkpoint_every=steps,

@@ -105,6 +105,18 @@ def test_breach_penalty_grows_with_repeated_breaches_and_decays_when_clean():
     assert status.breach and status.penalty == 1.5  # clipping an order is a breach too
 
 
+def test_a_position_at_the_cap_may_drift_within_the_tolerance_band():
+    m = _mgr(breach_penalty=0.5, target_risk=0.01, max_leverage=10.0, breach_tolerance=0.05)
+    cap = 10_000 * 0.01 / (1e-3 * math.sqrt(60))
+    at_cap = cap / 60_000.0
+    assert not m.update(
+        T0, 10_000.0, at_cap, 60_000.0 * 1.049, 1e-3
+    ).breach  # price up 4.9 %: inside the band
+    assert m.update(T0 + SEC, 10_000.0, at_cap, 60_000.0 * 1.051, 1e-3).breach
+    with pytest.raises(ValueError, match="breach_tolerance"):
+        RiskConfig(breach_tolerance=-0.1)
+
+
 def test_daily_loss_cap_halts_until_the_next_utc_day():
     m = _mgr(daily_loss_cap=0.02, max_drawdown=0.0, loss_streak=0)
     assert not m.update(T0, 9_801.0, 0.0, 60_000.0, 1e-4).halted

@@ -16,6 +16,7 @@ from agent.env import EnvConfig
 from agent.market_view import ViewConfig
 from agent.policy_factory import NetConfig
 from agent.ppo import gae
+from agent.replay import PrioritizedStratifiedReplay
 from agent.train import (
     DataConfig,
     TrainConfig,
@@ -54,11 +55,16 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
-    straight = train(tiny_config(tmp_path / "a", run_name="run"))
-    first_half = train(tiny_config(tmp_path / "b", run_name="run", total_steps=150))
+@pytest.mark.parametrize("mirror", [False, True])
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror):
+    straight = train(tiny_config(tmp_path / "a", run_name="run", mirror_augment=mirror))
+    first_half = train(tiny_config(tmp_path / "b", run_name="run", total_steps=150, mirror_augment=mirror))
     assert first_half.steps == 150  # curriculum: 3 episodes of 30 steps, then one of 60: a boundary at 150
-    resumed = train(tiny_config(tmp_path / "b", run_name="run"))
+    stored = PrioritizedStratifiedReplay.load(
+        first_half.run_dir / "checkpoints" / f"{150:010d}" / "replay.npz"
+    )
+    assert len(stored) == (300 if mirror else 150)  # mirror augmentation stores each step's mirror image too
+    resumed = train(tiny_config(tmp_path / "b", run_name="run", mirror_augment=mirror))
     assert resumed.resumed_from == 150
     assert (resumed.steps, resumed.updates, resumed.episodes) == (
         straight.steps,
