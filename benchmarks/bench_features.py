@@ -55,8 +55,8 @@ def _dbt_build_measured(
 
 
 # One day of raw books staged the way stg_book_snapshots reads them (the 10 levels the features use), in a child
-# with the profile's DuckDB settings: through the pyarrow dataset of the Delta table (dbt-duckdb's `delta` plugin,
-# the former read) or through DuckDB's Parquet reader over the table's active files (dbt/plugins/delta_files.py).
+# with the DuckDB settings of dbt/profiles.yml: through the pyarrow dataset of the Delta table (dbt-duckdb's `delta`
+# plugin, the former read) or through DuckDB's Parquet reader over the table's active files (dbt/plugins/delta_files.py).
 _RAW_READ = """
 import os, sys
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
@@ -65,7 +65,7 @@ from deltalake import DeltaTable
 from feature_store.raw_scan import delta_file_scan
 path, day, read, threads = sys.argv[1:5]
 con = duckdb.connect()
-con.execute(f"SET threads = {threads}; SET memory_limit = '700MB'; SET preserve_insertion_order = false; "
+con.execute(f"SET threads = {threads}; SET memory_limit = '600MB'; SET preserve_insertion_order = false; "
           "SET enable_progress_bar = false")
 if read == "dataset":
     con.register("books", DeltaTable(path).to_pyarrow_dataset())
