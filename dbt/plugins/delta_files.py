@@ -7,7 +7,7 @@ CPU and memory of the pyarrow-dataset read of dbt-duckdb's `delta` plugin for a 
 file-list scan cannot honour (deletion vectors, column mapping, remote storage, escaped partition values) is read
 as the `delta` plugin reads it, with a warning naming the table and the reason.
 
-profiles.yml loads this module through `module_paths` (dbt runs from the project folder).
+profiles.yml loads this module through `module_paths` (plugins/ next to profiles.yml, found via --profiles-dir).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Plugin(BasePlugin):
         self._conn: DuckDBPyConnection | None = None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        # the relations this plugin returns are built on the run's own database (registered per cursor as views)
+        # the relations this plugin returns are built on the run's own connection, which dbt-duckdb keeps open for
+        # the whole run (keep_open) and registers on every cursor as a view
         self._conn = conn
 
     def load(self, source_config: SourceConfig):
