@@ -22,6 +22,7 @@ all reproduce the eager outputs (tests/test_nets.py checks each).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -260,6 +261,14 @@ class MultiStreamStateEncoder(nn.Module):
             getattr(self, f"{name}_shift").copy_(x.mean(dim=0))
             getattr(self, f"{name}_scale").copy_(torch.where(std > min_scale, std, torch.ones_like(std)))
         self.input_clip.fill_(INPUT_CLIP)
+
+    def blind_inputs(self, micro: list[int], macro: list[int], state: list[int]) -> None:
+        """Make the network blind to these input columns: shift 0 and an infinite scale standardize them to exactly
+        0 whatever their value (kept by later set_input_scaling calls: re-apply after fitting)."""
+        for name, columns in (("micro", micro), ("macro", macro), ("state", state)):
+            if columns:
+                getattr(self, f"{name}_shift")[columns] = 0.0
+                getattr(self, f"{name}_scale")[columns] = math.inf
 
     def forward(self, micro: Tensor, macro: Tensor, state: Tensor) -> Tensor:
         # Shape checks in Python only: traced and scripted graphs must not carry data-dependent branches.

@@ -97,6 +97,27 @@ def assemble(view: MarketView, k: int, account: np.ndarray) -> dict[str, np.ndar
     }
 
 
+def encoder_input_columns(view: MarketView, names: tuple[str, ...]) -> dict[str, list[int]]:
+    """Column indices, per encoder stream (micro, macro, state as `encoder_inputs` builds them: the flattened book,
+    then the state), of observation features named like view.micro_names, macro_feature_names, state_feature_names
+    or "book" (the whole book block). Unknown names are refused with the list of known ones."""
+    micro = list(view.micro_names)
+    macro = list(macro_feature_names(view.config.macro_horizons_s))
+    book_width = 20 * len(BOOK_COLUMNS)
+    state = ["book"] * book_width + list(state_feature_names(view.config))
+    unknown = [n for n in names if n not in micro + macro + state]
+    if unknown:
+        raise ValueError(
+            f"unknown observation features {unknown}; known: micro {micro}, macro {macro}, "
+            f"state ['book', {', '.join(map(repr, state[book_width:]))}]"
+        )
+    return {
+        "micro": [i for i, n in enumerate(micro) if n in names],
+        "macro": [i for i, n in enumerate(macro) if n in names],
+        "state": [i for i, n in enumerate(state) if n in names],
+    }
+
+
 def encoder_inputs(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(micro, macro, state) for agent/nets.MultiStreamStateEncoder: the book is flattened into the state.
     Works on one observation or on a batch (leading axes kept)."""

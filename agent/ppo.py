@@ -89,6 +89,7 @@ def gae(
 
 def train_ppo(config):
     """PPO run of a TrainConfig with algo="ppo"; returns agent.train.TrainResult."""
+    from agent.obs import encoder_input_columns
     from agent.policy_factory import as_tensors, make_policy
     from agent.train import (
         MetricsLog,
@@ -114,6 +115,7 @@ def train_ppo(config):
     envs = {stage: ScalperEnv(view, stage_env_config(config, stage)) for stage in (1, 2)}
     obs_space, act_space = envs[2].observation_space, envs[2].action_space
     net = make_policy("ppo", obs_space, act_space, config.net, device=device)
+    net.encoder.blind_inputs(**encoder_input_columns(view, config.blind_features))
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, eps=1e-5)
     log = MetricsLog(run_dir, truncate_at=0)
 

@@ -67,6 +67,7 @@ from agent.losses import (
 from agent.market_view import REGIMES, MarketView, ViewConfig
 from agent.mirror import ObservationMirror
 from agent.nets import RiskAwareBranchingDQN, resolve_device
+from agent.obs import encoder_input_columns
 from agent.policy_factory import ALGOS, NetConfig, as_tensors, make_policy
 from agent.replay import PrioritizedStratifiedReplay, ReplayBatch, ReplayConfig
 from agent.sim.engine import SimConfig
@@ -166,6 +167,9 @@ class TrainConfig:
     # standardize the network's inputs with the mean / std of the observations stored before learning starts
     # (MultiStreamStateEncoder.set_input_scaling; fixed afterwards and saved with the network)
     normalize_inputs: bool = True
+    # observation features the network must not see (agent/obs.encoder_input_columns names), e.g. clocks such as
+    # tod_sin / tod_cos / time_to_funding, with which a network memorizes a short training path by its time
+    blind_features: tuple[str, ...] = ()
     # store every transition's mirror image too (agent/mirror.py): for markets whose law is symmetric up <-> down
     mirror_augment: bool = False
     # PPO (agent/ppo.py)
@@ -608,7 +612,11 @@ def dqn_update(
 
 
 def fit_input_scaling(
-    net: RiskAwareBranchingDQN, target: RiskAwareBranchingDQN, replay: PrioritizedStratifiedReplay, device
+    net: RiskAwareBranchingDQN,
+    target: RiskAwareBranchingDQN,
+    replay: PrioritizedStratifiedReplay,
+    device,
+    blind: dict[str, list[int]],
 ) -> None:
     """Fit the encoders' input standardization (online and target alike) to the observations stored so far."""
     stored = replay.stored_observations()
@@ -617,6 +625,7 @@ def fit_input_scaling(
     inputs = as_tensors(stored, device)
     for model in (net, target):
         model.encoder.set_input_scaling(*inputs)
+        model.encoder.blind_inputs(**blind)
 
 
 def soft_update(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
@@ -650,6 +659,8 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     obs_space, act_space = envs[2].observation_space, envs[2].action_space
     variance_scale = return_variance(view)
     net = make_policy("dqn", obs_space, act_space, config.net, variance_scale=variance_scale, device=device)
+    blind = encoder_input_columns(view, config.blind_features)
+    net.encoder.blind_inputs(**blind)
     target = copy.deepcopy(net)
     target.eval()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, foreach=True)
@@ -760,7 +771,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                 and len(replay) > 0
             ):
                 if config.normalize_inputs and state.updates == 0:
-                    fit_input_scaling(net, target, replay, device)
+                    fit_input_scaling(net, target, replay, device, blind)
                 batch = replay.sample(config.batch_size, replay_config.beta_at(state.step))
                 stats = dqn_update(net, target, optimizer, scaler, batch, config, device, use_amp)
                 replay.update_priorities(batch.indices, batch.serials, stats.pop("priorities"))

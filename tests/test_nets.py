@@ -354,3 +354,27 @@ def test_state_dict_without_input_scaling_loads_as_identity():
     inputs = random_inputs(config, batch=3, window=5, seed=14)
     inputs = (inputs[0] * 100.0, inputs[1], inputs[2])  # large inputs pass unclipped while unfitted
     torch.testing.assert_close(fresh(*inputs)[0], net(*inputs)[0])
+
+
+def test_blinded_inputs_change_nothing_the_network_outputs():
+    encoder = EncoderConfig(micro_features=3, macro_features=2, state_features=4, lstm_hidden=8, latent=16)
+    net = RiskAwareBranchingDQN(BranchingDQNConfig(encoder=encoder, n_price=2, n_size=3), device="cpu")
+    rng = np.random.default_rng(7)
+    to = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    micro, macro, state = (
+        to(rng.normal(size=(5, 4, 3))),
+        to(rng.normal(size=(5, 2))),
+        to(rng.normal(size=(5, 4))),
+    )
+    net.encoder.set_input_scaling(micro, macro, state)
+    net.encoder.blind_inputs(micro=[1], macro=[0], state=[2, 3])
+    changed = (micro.clone(), macro.clone(), state.clone())
+    changed[0][:, :, 1] += 1e5
+    changed[1][:, 0] = -3.0
+    changed[2][:, 2:] *= -50.0
+    with torch.no_grad():
+        for a, b in zip(net(micro, macro, state), net(*changed), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        seen = (micro.clone(), macro.clone(), state.clone())
+        seen[2][:, 0] += 1.0  # a column that is not blinded still matters
+        assert not torch.equal(net(micro, macro, state).q_price, net(*seen).q_price)

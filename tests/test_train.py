@@ -167,3 +167,13 @@ def test_fresh_run_discards_older_checkpoints(tmp_path):
     assert again.resumed_from is None and again.steps == 150
     resumed = train(dataclasses.replace(config, total_steps=210))
     assert resumed.resumed_from == 150
+
+
+def test_blind_features_hide_columns_by_name_and_refuse_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown observation features \\['tod_cosine'\\]"):
+        train(tiny_config(tmp_path, run_name="x", blind_features=("tod_cosine",)))
+    result = train(
+        tiny_config(tmp_path, run_name="b", total_steps=60, blind_features=("tod_sin", "time_to_funding"))
+    )
+    net, _, _ = load_model(result.run_dir)
+    assert torch.isinf(net.encoder.macro_scale).sum() == 1 and torch.isinf(net.encoder.state_scale).sum() == 1
