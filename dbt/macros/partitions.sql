@@ -68,3 +68,17 @@
   {%- endset -%}
   {{ return(run_query(query).rows[0][0]) }}
 {% endmacro %}
+
+{#- The earliest of every symbol's last row in `relation` before the range (start of the range when none): the rows
+    from there on hold each symbol's book just before the range.  A literal from one aggregate at run time (so the
+    scans that use it still prune on ts_us); the start of the range at parse time. -#}
+{% macro last_row_before_range_us(relation) -%}
+  {%- if not execute -%}{{ return(range_start_us()) }}{%- endif -%}
+  {%- set query -%}
+    SELECT min(last_us) FROM (
+        SELECT max(ts_us) AS last_us FROM {{ relation }} WHERE ts_us < {{ range_start_us() }} GROUP BY symbol
+    )
+  {%- endset -%}
+  {%- set last_us = run_query(query).rows[0][0] -%}
+  {{ return(range_start_us() if last_us is none else last_us) }}
+{%- endmacro %}

@@ -1,10 +1,16 @@
 {{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us() ~ ' - ' ~ warmup_us(), range_end_us()) }}",
+    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
 ) }}
+{%- set LOWER = last_row_before_range_us(ref('stg_book_snapshots')) %}
 -- Trades aligned as-of to the book grid: a trade at time u belongs to the first book snapshot at or after u
 -- (the book it is visible in), so the aggregates of the row at t cover trades in (t_prev, t].  "At best" means
 -- executed exactly at the best price of the book the trade hit (the last book strictly before it), i.e. the
 -- volume that consumed the displayed best queue.
+-- A run writes the rows of [start_date, end_date] only: a row at t depends only on the trades and books at or
+-- before t, so later days change nothing before the range.  It reads from each symbol's last staged book before
+-- the range on,
+-- so the range's first row takes the previous day's trades after that book (a fixed warm-up would leave the
+-- first book of the warm-up without the book before it, and its row without its trades).
 WITH books AS (
     SELECT
         symbol,
@@ -13,12 +19,12 @@ WITH books AS (
         ask_px_1,
         lead(ts_us) OVER (PARTITION BY symbol ORDER BY ts_us) AS next_ts_us
     FROM {{ ref('stg_book_snapshots') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
 trades AS (
     SELECT symbol, ts_us, recv_ts_us, price, qty, side
     FROM {{ ref('stg_trades') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
 matched AS (
     SELECT
@@ -46,5 +52,5 @@ SELECT
     max(trade_ts_us) AS last_trade_ts_us,
     avg(recv_ts_us - trade_ts_us) AS mean_recv_lag_us
 FROM matched
-WHERE ts_us IS NOT NULL
+WHERE ts_us >= {{ range_start_us() }}
 GROUP BY symbol, ts_us

@@ -18,27 +18,38 @@ WITH book AS (
     WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
 )
 {%- if STREAMING %},
+{{ markout_last_book() }},
 backwards AS (
     SELECT * FROM book ORDER BY symbol, ts_us DESC
 ),
-labelled AS (
+lagged AS (
     SELECT
         symbol,
         date,
         ts,
         ts_us,
+        mid,
         {%- for h in markout_horizons() %}
         {%- set n = grid_rows(h) | int %}
-        CASE WHEN lag(symbol, {{ n }}) OVER () = symbol THEN (lag(mid, {{ n }}) OVER () - mid) / mid * 1e4 END
-            AS markout_mid_{{ h }}s_bps{{ ',' if not loop.last }}
+        CASE WHEN lag(symbol, {{ n }}) OVER () = symbol THEN lag(mid, {{ n }}) OVER () END AS mid_{{ h }}s{{ ',' if not loop.last }}
         {%- endfor %}
     FROM backwards
 )
-SELECT * FROM labelled WHERE ts_us < {{ range_end_us() }}
+SELECT
+    l.symbol,
+    l.date,
+    l.ts,
+    l.ts_us,
+    {%- for h in markout_horizons() %}
+    CASE WHEN lb.last_ts_us >= l.ts_us + {{ h * 1000000 }}
+         THEN ({{ mid_past_window('l.ts_us', h, 'l.mid_%ds' % h) }} - l.mid) / l.mid * 1e4 END
+        AS markout_mid_{{ h }}s_bps{{ ',' if not loop.last }}
+    {%- endfor %}
+FROM lagged AS l
+JOIN last_book AS lb USING (symbol)
+WHERE l.ts_us < {{ range_end_us() }}
 {%- else %},
-last_book AS (
-    SELECT symbol, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
-)
+{{ markout_last_book() }}
 -- m(t+h) by as-of self joins (5x cheaper here than last_value over RANGE ... FOLLOWING frames)
 SELECT
     b.symbol,

@@ -16,9 +16,7 @@ WITH book AS (
     -- books up to one horizon past the range: labels at the range's end look into the next day when it is staged
     WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
 ),
-last_book AS (
-    SELECT symbol, min(ts_us) AS first_ts_us, max(ts_us) AS last_ts_us FROM book GROUP BY symbol
-),
+{{ markout_last_book() }},
 trades AS (
     SELECT symbol, date, ts, ts_us, trade_id, price, qty, side
     FROM {{ ref('stg_trades') }}
@@ -35,7 +33,7 @@ future_mids AS (
         {%- endfor %}
     FROM (SELECT * FROM book ORDER BY symbol, ts_us DESC)
 )
-SELECT {{ trade_markout_columns('f.mid_%ds') }}
+SELECT {{ trade_markout_columns('f.mid_%ds', past_window=true) }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 -- the grid row at or before the trade (floor to the grid, whose phase is the first row's)
@@ -45,7 +43,7 @@ LEFT JOIN future_mids AS f
 WHERE t.ts_us >= lb.first_ts_us
 UNION ALL
 -- trades before the first staged book (start of history): the grid row at or before t+h, one join a horizon
-SELECT {{ trade_markout_columns('b%d.mid') }}
+SELECT {{ trade_markout_columns('b%d.mid', past_window=true) }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
