@@ -17,6 +17,8 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
               Target network: soft (Polyak, `target_tau` per update) or hard every `target_period` updates.
               Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32. Before the first update
               the encoder's input standardization is fit to the stored observations (`normalize_inputs`).
+  validation  with `val_every`, the greedy policy plays the first `val_windows` windows of the val split every
+              `val_every` env steps (at an episode end); model.pt is the network that did best there.
   checkpoints at the first episode end after every `checkpoint_every` env steps: networks, optimizer, grad
               scaler, replay buffer (agent/replay.save), loop counters and the RNG states of python, numpy, torch
               and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
@@ -180,6 +182,11 @@ class TrainConfig:
     ppo_gae_lambda: float = 0.95
     ppo_entropy: float = 0.01
     ppo_value_coef: float = 0.5
+    # model selection on the validation split: every `val_every` env steps (at the next episode end; 0 = off) the
+    # greedy policy plays the first `val_windows` back-to-back validation windows; model.pt is the network with the
+    # best mean PnL there, not the last one (the test split stays untouched for evaluation)
+    val_every: int = 0
+    val_windows: int = 30
     # bookkeeping
     runs_root: str = "runs"
     run_name: str | None = None
@@ -202,6 +209,10 @@ class TrainConfig:
             raise ValueError("hard target updates need target_period >= 1")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1 env steps")
+        if self.val_every < 0 or self.val_windows < 1:
+            raise ValueError(
+                f"val_every={self.val_every} (>= 0 env steps, 0 = off) and val_windows={self.val_windows} (>= 1)"
+            )
 
     @property
     def model_id(self) -> str:
@@ -466,6 +477,9 @@ class LoopState:
     next_checkpoint: int = 0
     returns: list[float] = field(default_factory=list)  # episode returns so far (for the result summary)
     pnls: list[float] = field(default_factory=list)
+    next_validation: int = 0
+    best_val_pnl: float | None = None  # best mean validation PnL so far, and the step it was measured at
+    best_val_step: int | None = None
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -496,6 +510,8 @@ class TrainResult:
     resumed_from: int | None
     mean_return_last: float  # mean episode return over the last 10 episodes
     mean_pnl_last: float
+    best_val_pnl: float | None = None  # with val_every: the saved network's mean validation PnL per window
+    best_val_step: int | None = None  # and the env step it was taken at
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -611,6 +627,26 @@ def dqn_update(
     }
 
 
+class Validation:
+    """The greedy policy's mean PnL per window on the first `val_windows` back-to-back windows of the val split."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        view = market_view(config.data, "val", view_config_for(config))
+        self.env = ScalperEnv(view, stage_env_config(config, 2))
+        self.starts = self.env.tiled_starts()[: config.val_windows]
+        if not self.starts:
+            raise ValueError(
+                f"the validation split is shorter than one {self.env.config.episode_s:g} s episode; "
+                "give the data more minutes or set val_every=0"
+            )
+
+    def mean_pnl(self, net: RiskAwareBranchingDQN) -> float:
+        from agent.baselines import run_policy
+        from agent.evaluate import AgentPolicy  # evaluate imports this module
+
+        return run_policy(self.env, AgentPolicy(self.env, net), len(self.starts), starts=self.starts).mean
+
+
 def fit_input_scaling(
     net: RiskAwareBranchingDQN,
     target: RiskAwareBranchingDQN,
@@ -680,7 +716,9 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         replay_config, obs_spec(obs_space), {"realized_return": ((), np.float64)}, seed=config.seed + 104_729
     )
     explore = np.random.default_rng(config.seed + 7_919)
-    state = LoopState(next_checkpoint=config.checkpoint_every)
+    state = LoopState(next_checkpoint=config.checkpoint_every, next_validation=config.val_every)
+    validation = Validation(config) if config.val_every else None
+    best_net: dict | None = None
 
     resumed_from = None
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -691,6 +729,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         )  # RNG states must stay on CPU
         net.load_state_dict(saved["net"])
         target.load_state_dict(saved["target"])
+        best_net = saved.get("best_net")
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         replay = PrioritizedStratifiedReplay.load(checkpoint / "replay.npz")
@@ -719,6 +758,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                 "explore_rng": explore.bit_generator.state,
                 "rng": rng_states(),
                 "metrics_offset": log.offset(),
+                "best_net": best_net,
             },
             path / "state.pt",
         )
@@ -782,6 +822,14 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
                     target.load_state_dict(net.state_dict())
                 if state.updates % config.log_every == 0:
                     log.write("train", state.step, epsilon=eps, **stats)
+        if done and validation is not None and state.step >= state.next_validation:
+            while state.next_validation <= state.step:
+                state.next_validation += config.val_every
+            val_pnl = validation.mean_pnl(net)
+            log.write("val", state.step, mean_pnl=val_pnl)
+            if state.best_val_pnl is None or val_pnl > state.best_val_pnl:
+                state.best_val_pnl, state.best_val_step = val_pnl, state.step
+                best_net = copy.deepcopy(net.state_dict())
         if done:
             state.episode += 1
             state.returns.append(episode_return)
@@ -805,6 +853,8 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     replay.flush()  # a run cut mid-episode stores the partial n-step returns of its last steps
     model_path = run_dir / "model.pt"
     net.eval()
+    if best_net is not None:
+        net.load_state_dict(best_net)
     save_model(
         model_path,
         net,
@@ -825,6 +875,8 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         resumed_from=resumed_from,
         mean_return_last=float(np.mean(state.returns[-10:])) if state.returns else math.nan,
         mean_pnl_last=float(np.mean(state.pnls[-10:])) if state.pnls else math.nan,
+        best_val_pnl=state.best_val_pnl,
+        best_val_step=state.best_val_step,
     )
     (run_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2))
     return result

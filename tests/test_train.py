@@ -20,6 +20,7 @@ from agent.replay import PrioritizedStratifiedReplay
 from agent.train import (
     DataConfig,
     TrainConfig,
+    Validation,
     load_config,
     load_model,
     read_metrics,
@@ -55,16 +56,17 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-@pytest.mark.parametrize("mirror", [False, True])
-def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror):
-    straight = train(tiny_config(tmp_path / "a", run_name="run", mirror_augment=mirror))
-    first_half = train(tiny_config(tmp_path / "b", run_name="run", total_steps=150, mirror_augment=mirror))
+@pytest.mark.parametrize("mirror, val_every", [(False, 0), (True, 100)])
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror, val_every):
+    options = dict(run_name="run", mirror_augment=mirror, val_every=val_every)
+    straight = train(tiny_config(tmp_path / "a", **options))
+    first_half = train(tiny_config(tmp_path / "b", total_steps=150, **options))
     assert first_half.steps == 150  # curriculum: 3 episodes of 30 steps, then one of 60: a boundary at 150
     stored = PrioritizedStratifiedReplay.load(
         first_half.run_dir / "checkpoints" / f"{150:010d}" / "replay.npz"
     )
     assert len(stored) == (300 if mirror else 150)  # mirror augmentation stores each step's mirror image too
-    resumed = train(tiny_config(tmp_path / "b", run_name="run", mirror_augment=mirror))
+    resumed = train(tiny_config(tmp_path / "b", **options))
     assert resumed.resumed_from == 150
     assert (resumed.steps, resumed.updates, resumed.episodes) == (
         straight.steps,
@@ -79,6 +81,19 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror):
     # the logs too: rows after the checkpoint were truncated and written again, identically
     assert (straight.run_dir / "metrics.jsonl").read_text() == (resumed.run_dir / "metrics.jsonl").read_text()
     assert resumed.mean_return_last == straight.mean_return_last
+    assert (resumed.best_val_pnl, resumed.best_val_step) == (straight.best_val_pnl, straight.best_val_step)
+    if val_every:  # validated at the first episode ends past 100 and 200: model.pt is the better of the two
+        rows = read_metrics(straight.run_dir, "val")
+        assert [r["step"] for r in rows] == [150, 210]
+        best = max(rows, key=lambda r: r["mean_pnl"])
+        assert (straight.best_val_step, straight.best_val_pnl) == (
+            best["step"],
+            pytest.approx(best["mean_pnl"]),
+        )
+        net, config, _ = load_model(straight.run_dir)
+        assert Validation(config).mean_pnl(net) == pytest.approx(
+            straight.best_val_pnl
+        )  # model.pt is that network
 
 
 def test_training_runs_the_curriculum_and_feeds_the_risk_head(tmp_path):
