@@ -3,7 +3,8 @@
     day's 4 s int_book_features, benchmarks/bench_features.py).  Here that temporary relation is a temporary
     view over the model's query instead, so the append strategy's INSERT runs the query straight into the target.
     The schema check (on_schema_change: fail) and column expansion still read the view's columns.  Everything
-    else (tables, first builds, full refreshes, Python models) goes to dbt-duckdb's own macro. -#}
+    else (tables, first builds, full refreshes, Python models) goes to dbt-duckdb's own macro.
+    tests/test_dbt_build_order.py checks from dbt's log that incremental runs take this path. -#}
 {% macro duckdb__create_table_as(temporary, relation, compiled_code, language='sql', partitioned_by=none, sorted_by=none) -%}
   {%- if temporary and language == 'sql' and config.get('materialized') == 'incremental' -%}
     create temporary view {{ relation.include(database=false, schema=false) }} as (
