@@ -3,9 +3,11 @@ order, all in one run, and the in-order lake with its middle day rebuilt afterwa
 was built) agree row for row.  And an incremental run writes a model's new rows once: dbt-duckdb's temporary
 relation is the temporary view of dbt/macros/incremental_views.sql, not a temporary table copied into the target.
 
-The lake is the last half hour of three days (so the warm-up of each day is the previous day's last 15 minutes and
-the next day starts 23.5 h after midnight): a day's run rebuilds the previous day's tail (labels) or reads it
-(trade flow, rolling features), which is where the boundary of what a run deletes and what it re-inserts shows.
+The lake is the last half hour of three days (so the warm-up of day 2 is day 1's last 15 minutes and the next day
+starts 23.5 h after midnight): a day's run rebuilds the previous day's tail (labels) or reads it (trade flow,
+rolling features), which is where the boundary of what a run deletes and what it re-inserts shows.  Day 2's books
+stop 1400 s before midnight, longer than the warm-up, with a trade in that hole: day 3's first book and its trades
+then reach back past the warm-up, to the last book of day 2.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ from __future__ import annotations
 import re
 import shutil
 
+import numpy as np
+import pyarrow as pa
 import pytest
-from feature_lake import MarketParams, assert_close, build_raw_lake, warehouse_table
+from feature_lake import (
+    MarketParams,
+    assert_close,
+    build_raw_lake,
+    day_start_us,
+    warehouse_table,
+    write_raw,
+)
 
 from feature_store.feature_build import BuildWindow, run_dbt
 
@@ -32,6 +43,21 @@ MODELS = {
 }
 
 
+def _trade_at(trades: pa.Table, ts_us: int) -> pa.Table:
+    """A copy of the first trade at `ts_us` (and in that day's partition), with a trade id of its own."""
+    one = trades.slice(0, 1)
+    i = one.schema.get_field_index("date")
+    day = str(np.datetime64(ts_us, "us").astype("datetime64[D]"))
+    one = one.set_column(i, one.schema.field(i), pa.array([day]).cast(one.schema.field(i).type))
+    for name, value in (("ts", ts_us), ("recv_ts", ts_us + 2_000)):
+        i = one.schema.get_field_index(name)
+        one = one.set_column(
+            i, one.schema.field(i), pa.array([value], pa.int64()).cast(one.schema.field(i).type)
+        )
+    i = one.schema.get_field_index("trade_id")
+    return one.set_column(i, one.schema.field(i), pa.array([10**12], one.schema.field(i).type))
+
+
 def _build(root, first: str, last: str) -> None:
     window = BuildWindow(first, last, train_start=DAYS[0], train_end=DAYS[0])
     run_dbt(root, "build", window, exclude="resource_type:test", extra_vars=VARS)
@@ -40,7 +66,14 @@ def _build(root, first: str, last: str) -> None:
 @pytest.fixture(scope="module")
 def lakes(tmp_path_factory):
     in_order = tmp_path_factory.mktemp("in_order")
-    build_raw_lake(in_order, days=DAYS, params=MarketParams(grid_ms=1000), day_seconds=1_800)
+    raw = build_raw_lake(
+        in_order,
+        days=DAYS,
+        params=MarketParams(grid_ms=1000),
+        day_seconds=1_800,
+        drop_seconds={DAYS[1]: (85_000, 86_400)},
+    )
+    write_raw(in_order, "trades", _trade_at(raw["trades"], day_start_us(DAYS[1]) + 85_500_000_000))
     at_once = tmp_path_factory.mktemp("at_once")
     shutil.copytree(in_order / "raw", at_once / "raw")
     for day in DAYS:

@@ -69,16 +69,36 @@
   {{ return(run_query(query).rows[0][0]) }}
 {% endmacro %}
 
-{#- The earliest of every symbol's last row in `relation` before the range (start of the range when none): the rows
-    from there on hold each symbol's book just before the range.  A literal from one aggregate at run time (so the
-    scans that use it still prune on ts_us); the start of the range at parse time. -#}
+{#- The earliest of the last rows in `relation` before the range of the symbols staged in the range (the start of
+    the range when none): the rows from there on hold each such symbol's book just before the range.  A literal
+    from run-time aggregates (so the scans that use it still prune on ts_us): first over the warm-up before the
+    range, and over the whole history only for a symbol with no row there (its first day, or after an outage);
+    the start of the range at parse time. -#}
 {% macro last_row_before_range_us(relation) -%}
   {%- if not execute -%}{{ return(range_start_us()) }}{%- endif -%}
-  {%- set query -%}
-    SELECT min(last_us) FROM (
-        SELECT max(ts_us) AS last_us FROM {{ relation }} WHERE ts_us < {{ range_start_us() }} GROUP BY symbol
-    )
+  {%- set in_range -%}
+    SELECT DISTINCT symbol FROM {{ relation }} WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
   {%- endset -%}
-  {%- set last_us = run_query(query).rows[0][0] -%}
+  {%- set recent -%}
+    WITH recent AS (
+        SELECT symbol, max(ts_us) AS last_us FROM {{ relation }}
+        WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_start_us() }}
+        GROUP BY symbol
+    )
+    SELECT min(recent.last_us), count(*) FILTER (WHERE recent.symbol IS NULL)
+    FROM ({{ in_range }}) AS s LEFT JOIN recent USING (symbol)
+  {%- endset -%}
+  {%- set row = run_query(recent).rows[0] -%}
+  {%- set last_us = row[0] -%}
+  {%- if row[1] > 0 -%}
+    {%- set history -%}
+      SELECT min(last_us) FROM (
+          SELECT max(ts_us) AS last_us FROM {{ relation }}
+          WHERE ts_us < {{ range_start_us() }} AND symbol IN ({{ in_range }})
+          GROUP BY symbol
+      )
+    {%- endset -%}
+    {%- set last_us = run_query(history).rows[0][0] -%}
+  {%- endif -%}
   {{ return(range_start_us() if last_us is none else last_us) }}
 {%- endmacro %}

@@ -4,14 +4,19 @@
 {%- set M = ofi_levels() -%}
 {%- set FW = flow_window() -%}
 {%- set W = var('regime_window_s') | int -%}
+{#- the warm-up, reaching back to each symbol's last staged book before the range when that is older (a gap across
+    midnight longer than the warm-up): the range's first rows difference against the same previous book whatever
+    order the days were built in -#}
+{%- set LOWER = 'least(' ~ range_start_us() ~ ' - ' ~ warmup_us() ~ ', ' ~ last_row_before_range_us(ref('stg_book_snapshots')) ~ ')' -%}
 {%- set STREAMING = staged_grid_is_regular(
-        ref('stg_book_snapshots'), range_start_us() ~ ' - ' ~ warmup_us(), range_end_us(),
+        ref('stg_book_snapshots'), LOWER, range_end_us(),
         ofi_l1_windows() + tfi_windows() + rvol_windows() + moment_windows() + [FW, W]) -%}
 -- Book-level features per snapshot, before any train-fit step.  Rolling statistics use the trailing window
 -- (t - W, t] on exchange time.  Two plans compute the same columns: on a regular staged grid the streaming plan
 -- (running sums minus lagged running sums over time-sorted rows, macros/regular_grid.sql), otherwise RANGE frames
 -- over epoch microseconds (correct across gaps).  The rows of [start_date, end_date] are computed over the staged
--- history from start_date - warm-up, so a day built alone equals the same day built inside a longer range.
+-- history from start_date - warm-up (or the previous staged book, when older), so a day built alone equals the same
+-- day built inside a longer range.
 -- is_warmup marks rows whose longest window reaches before the first staged row (the first hour of the very first
 -- day): excluded from training.  Funding, mark-price premium and on-chain values are joined as of ts (on-chain as of
 -- available_at, never the period they describe).
@@ -19,12 +24,12 @@ WITH book AS (
     SELECT b.*, i.tick_size
     FROM {{ ref('stg_book_snapshots') }} AS b
     JOIN {{ ref('instruments') }} AS i ON i.symbol = b.symbol AND i.market = b.market
-    WHERE b.ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND b.ts_us < {{ range_end_us() }}
+    WHERE b.ts_us >= {{ LOWER }} AND b.ts_us < {{ range_end_us() }}
 ),
 flow AS (
     SELECT *
     FROM {{ ref('int_trade_flow') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
 {%- if STREAMING %}
 {%- set SUMMED = ['avg_depth_l%d' % M] %}
@@ -54,13 +59,13 @@ as_of_events AS (
     UNION ALL BY NAME
     SELECT symbol, ts_us, ts_us AS mark__at{% for c in MARK_FIELDS %}, {{ c }} AS mark__{{ c }}{% endfor %}
     FROM {{ ref('stg_mark_prices') }}
-    WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }} AND ts_us < {{ range_end_us() }}
+    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
     UNION ALL BY NAME
     -- the mark in force when the warm-up starts
     SELECT symbol, max(ts_us) AS ts_us, max(ts_us) AS mark__at
         {%- for c in MARK_FIELDS %}, arg_max_null({{ c }}, ts_us) AS mark__{{ c }}{% endfor %}
     FROM {{ ref('stg_mark_prices') }}
-    WHERE ts_us < {{ range_start_us() }} - {{ warmup_us() }}
+    WHERE ts_us < {{ LOWER }}
     GROUP BY symbol
     {%- for m in var('onchain_metrics') %}
     UNION ALL BY NAME
