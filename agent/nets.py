@@ -264,7 +264,7 @@ class MultiStreamStateEncoder(nn.Module):
 
     def blind_inputs(self, micro: list[int], macro: list[int], state: list[int]) -> None:
         """Make the network blind to these input columns: shift 0 and an infinite scale standardize them to exactly
-        0 whatever their value (kept by later set_input_scaling calls: re-apply after fitting)."""
+        0 whatever their value. set_input_scaling overwrites them: re-apply after fitting."""
         for name, columns in (("micro", micro), ("macro", macro), ("state", state)):
             if columns:
                 getattr(self, f"{name}_shift")[columns] = 0.0

@@ -23,7 +23,7 @@ there (the JSON report names the tier).
 Reward: the net PnL alone (PNL_REWARD below), so that the agent optimizes what the claims measure.
 Results go to reports/experiment_honesty_<fees>.json.
 
-Usage: python scripts/experiment_honesty.py [--steps 100000] [--minutes 1800] [--seed 0] [--fees none] [--smoke]
+Usage: python scripts/experiment_honesty.py [--steps 100000] [--minutes 1440] [--seed 0] [--fees none] [--smoke]
 `--smoke` runs a few hundred steps on a few minutes of market: it checks the machinery, not learning.
 """
 
@@ -105,8 +105,9 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
     )
     # gamma 0.9 (a ~10 s horizon, the planted signal's persistence: its correlation with the forward return falls
     # from 0.16 at 1 s to 0.07 at 10 s) bootstraps less noise than 0.99; a 10 s micro window holds that history and
-    # trains ~1.5x faster than 30 s. 1800 minutes of market (18 h to train on, 180 two-minute validation and test
-    # windows each): on 6 h the agent fit the noise of its one path (in-sample +50 per window, out of sample 0 to 3);
+    # trains ~1.5x faster than 30 s. 1440 minutes of market (the synthetic source's one day: 14.4 h to train on, 144
+    # two-minute validation and test windows each): on 6 h the agent fit the noise of its one path (in-sample +50
+    # per window, out of sample 0 to +3);
     # one gradient step per two env steps replays each stored transition ~16 times instead of ~32.
     return TrainConfig(
         seed=seed,
@@ -167,7 +168,7 @@ def verdicts(report: dict, signal: float) -> dict:
 def run_experiment(
     signals: tuple[float, ...] = (1.0, 0.0),
     steps: int = 100_000,
-    minutes: int = 1800,
+    minutes: int = 1440,
     seed: int = 0,
     fees: str = DEFAULT_FEES,
     root: str | Path = ".",
@@ -214,7 +215,7 @@ def run_experiment(
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--minutes", type=int, default=1800)
+    parser.add_argument("--minutes", type=int, default=1440)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--signals", default="1.0,0.0")
     parser.add_argument("--fees", choices=sorted(FEE_TIERS), default=DEFAULT_FEES)
