@@ -18,7 +18,8 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
               Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32. Before the first update
               the encoder's input standardization is fit to the stored observations (`normalize_inputs`).
   validation  with `val_every`, the greedy policy plays the first `val_windows` windows of the val split every
-              `val_every` env steps (at an episode end); model.pt is the network that did best there.
+              `val_every` env steps (at an episode end); model.pt is the network with the highest lower 95 %
+              bound of its mean PnL there.
   checkpoints at the first episode end after every `checkpoint_every` env steps: networks, optimizer, grad
               scaler, replay buffer (agent/replay.save), loop counters and the RNG states of python, numpy, torch
               and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
@@ -184,7 +185,8 @@ class TrainConfig:
     ppo_value_coef: float = 0.5
     # model selection on the validation split: every `val_every` env steps (at the next episode end; 0 = off) the
     # greedy policy plays the first `val_windows` back-to-back validation windows; model.pt is the network with the
-    # best mean PnL there, not the last one (the test split stays untouched for evaluation)
+    # highest lower 95 % bound of the mean PnL per window there (mean - 1.96 standard errors: the best of a dozen
+    # noisy means is mostly the luckiest), not the last one; the test split stays untouched for evaluation
     val_every: int = 0
     val_windows: int = 30
     # bookkeeping
@@ -478,7 +480,8 @@ class LoopState:
     returns: list[float] = field(default_factory=list)  # episode returns so far (for the result summary)
     pnls: list[float] = field(default_factory=list)
     next_validation: int = 0
-    best_val_pnl: float | None = None  # best mean validation PnL so far, and the step it was measured at
+    best_val_lower: float | None = None  # best lower bound of the validation mean PnL so far
+    best_val_pnl: float | None = None  # that network's mean validation PnL, and the step it was measured at
     best_val_step: int | None = None
 
 
@@ -640,11 +643,13 @@ class Validation:
                 "give the data more minutes or set val_every=0"
             )
 
-    def mean_pnl(self, net: RiskAwareBranchingDQN) -> float:
+    def score(self, net: RiskAwareBranchingDQN) -> tuple[float, float]:
+        """(mean PnL per window, its lower 95 % bound: mean - 1.96 standard errors)."""
         from agent.baselines import run_policy
         from agent.evaluate import AgentPolicy  # evaluate imports this module
 
-        return run_policy(self.env, AgentPolicy(self.env, net), len(self.starts), starts=self.starts).mean
+        stats = run_policy(self.env, AgentPolicy(self.env, net), len(self.starts), starts=self.starts)
+        return stats.mean, stats.mean - 1.96 * stats.std / math.sqrt(len(self.starts))
 
 
 def fit_input_scaling(
@@ -825,10 +830,10 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         if done and validation is not None and state.step >= state.next_validation:
             while state.next_validation <= state.step:
                 state.next_validation += config.val_every
-            val_pnl = validation.mean_pnl(net)
-            log.write("val", state.step, mean_pnl=val_pnl)
-            if state.best_val_pnl is None or val_pnl > state.best_val_pnl:
-                state.best_val_pnl, state.best_val_step = val_pnl, state.step
+            val_pnl, val_lower = validation.score(net)
+            log.write("val", state.step, mean_pnl=val_pnl, lower_bound=val_lower)
+            if state.best_val_lower is None or val_lower > state.best_val_lower:
+                state.best_val_lower, state.best_val_pnl, state.best_val_step = val_lower, val_pnl, state.step
                 best_net = copy.deepcopy(net.state_dict())
         if done:
             state.episode += 1

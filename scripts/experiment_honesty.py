@@ -128,7 +128,7 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
         blind_features=BLIND_FEATURES,
         # keep the network that did best on the validation windows (the test windows stay for the verdicts)
         val_every=max(1, steps // 12),
-        val_windows=30,
+        val_windows=60,
         buffer_capacity=100_000,
         eps_decay_steps=max(1, steps // 2),
         risk_feed_after=min(1_000, steps // 3),

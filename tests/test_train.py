@@ -85,15 +85,15 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror, v
     if val_every:  # validated at the first episode ends past 100 and 200: model.pt is the better of the two
         rows = read_metrics(straight.run_dir, "val")
         assert [r["step"] for r in rows] == [150, 210]
-        best = max(rows, key=lambda r: r["mean_pnl"])
+        best = max(rows, key=lambda r: r["lower_bound"])
         assert (straight.best_val_step, straight.best_val_pnl) == (
             best["step"],
             pytest.approx(best["mean_pnl"]),
         )
+        assert all(r["lower_bound"] <= r["mean_pnl"] for r in rows)
         net, config, _ = load_model(straight.run_dir)
-        assert Validation(config).mean_pnl(net) == pytest.approx(
-            straight.best_val_pnl
-        )  # model.pt is that network
+        model_pnl, _ = Validation(config).score(net)
+        assert model_pnl == pytest.approx(straight.best_val_pnl)  # model.pt is that network
 
 
 def test_training_runs_the_curriculum_and_feeds_the_risk_head(tmp_path):
