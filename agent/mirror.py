@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.market_view import FUNDING_FEATURES, MICRO_FEATURES, REGIMES
+from agent.market_view import FUNDING_FEATURES, MICRO_FEATURES, REGIMES, macro_feature_names
+from agent.obs import state_feature_names
 
 KEEP, FLIP = "keep", "flip"
 # column -> KEEP, FLIP or the name of the column it swaps with
@@ -139,9 +140,6 @@ class ObservationMirror:
 
     @classmethod
     def for_env(cls, env) -> ObservationMirror:
-        from agent.market_view import macro_feature_names
-        from agent.obs import state_feature_names
-
         view = env.unwrapped.view
         return cls(
             tuple(view.micro_names),

@@ -27,6 +27,7 @@ from agent.market_view import (
 
 OBS_BOUND = FEATURE_BOUND
 BOOK_COLUMNS = ("bid_offset_ticks", "bid_size", "ask_offset_ticks", "ask_size")
+BOOK_LEVELS = 20  # levels per side in the book block
 ACCOUNT_FEATURES = (
     "inventory",  # position / position cap (risk-scaled units), clipped to +-5
     "leverage_used",  # signed position notional / equity
@@ -62,7 +63,7 @@ def observation_space(view: MarketView) -> spaces.Dict:
         {
             "micro": box(config.micro_window, len(view.micro_names)),
             "macro": box(len(macro_feature_names(config.macro_horizons_s))),
-            "book": box(20, len(BOOK_COLUMNS)),
+            "book": box(BOOK_LEVELS, len(BOOK_COLUMNS)),
             "state": box(len(state_feature_names(config))),
         }
     )
@@ -103,7 +104,7 @@ def encoder_input_columns(view: MarketView, names: tuple[str, ...]) -> dict[str,
     or "book" (the whole book block). Unknown names are refused with the list of known ones."""
     micro = list(view.micro_names)
     macro = list(macro_feature_names(view.config.macro_horizons_s))
-    book_width = 20 * len(BOOK_COLUMNS)
+    book_width = BOOK_LEVELS * len(BOOK_COLUMNS)
     state = ["book"] * book_width + list(state_feature_names(view.config))
     unknown = [n for n in names if n not in micro + macro + state]
     if unknown:

@@ -58,6 +58,7 @@ from loguru import logger
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from agent.baselines import run_policy
 from agent.env import EnvConfig, ScalperEnv
 from agent.losses import (
     branching_double_dqn_quantile_target,
@@ -645,7 +646,6 @@ class Validation:
 
     def score(self, net: RiskAwareBranchingDQN) -> tuple[float, float]:
         """(mean PnL per window, its lower 95 % bound: mean - 1.96 standard errors)."""
-        from agent.baselines import run_policy
         from agent.evaluate import AgentPolicy  # evaluate imports this module
 
         stats = run_policy(self.env, AgentPolicy(self.env, net), len(self.starts), starts=self.starts)
