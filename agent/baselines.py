@@ -15,6 +15,8 @@ only the observation (plus constants of the env it was built for: action layout,
                         inventory in quote units), projected on the env's actions: target flat, and the price action
                         whose price is nearest the AS quote of the side the env will quote (both sides when flat).
   RandomPolicy          uniform over the action space (own seeded generator).
+  StandAside            no orders at all: the null strategy that a trained network must beat on the validation
+                        windows before training delivers it (agent/train.py, `val_stand_aside`).
   ImbalanceTaker        a heuristic that uses the order-flow signal: cross to `buckets` long when the level-1 queue
                         imbalance > threshold, as much short when < -threshold, flat when |imbalance| < exit.
                         One bucket by default: a full-cap market order walks several levels of the thin side of
@@ -170,6 +172,11 @@ class RandomPolicy(Policy):
 
     def act(self, obs):
         return self.rng.integers(0, self.nvec).astype(np.int64)
+
+
+class StandAside(Policy):
+    def act(self, obs):
+        return self.action(P_NONE, self.flat)
 
 
 class ImbalanceTaker(Policy):

@@ -14,6 +14,9 @@ Per policy (pooled, per regime of the episode's first step, per fold):
   maker share, traded notional, fees, episode win rate); fill rate (orders with any fill / orders sent); markouts of
   own fills (signed mid move after the fill, bp, at several horizons); liquidations and kill-switch trips.
   Agent minus each baseline: the paired per-episode PnL difference with its bootstrap interval.
+"agent" is what the training run delivers: its network, or standing aside when the run's validation kept no
+network (model.pt's "selection", agent/train.py); then the best network still plays as "agent_network", to show
+what it would have done, and the report carries the selection record.
 Output: reports/<model id>/report.json and plots (equity, drawdown, inventory: agent/reports.py).
 """
 
@@ -28,13 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.baselines import BASELINES, ASParams, AvellanedaStoikov, Policy
+from agent.baselines import BASELINES, ASParams, AvellanedaStoikov, Policy, StandAside
 from agent.env import ScalperEnv
 from agent.market_view import REGIMES, macro_feature_names
 from agent.policy_factory import as_tensors
 from agent.sim.engine import Simulator
 from agent.sim.orders import BUY
-from agent.train import load_model, market_view, view_config_for
+from agent.train import load_model, market_view, stands_aside, view_config_for
 
 DAY_S = 86_400.0
 
@@ -95,6 +98,13 @@ class AgentPolicy(Policy):
             self.env.predicted_variance = float(out.variance[0])
             return np.array([int(out.q_price.argmax()), int(out.q_size.argmax())], dtype=np.int64)
         return self.net.greedy_actions(*tensors)[0].cpu().numpy().astype(np.int64)
+
+
+def delivered_policies(env: ScalperEnv, net: torch.nn.Module, saved: dict) -> dict[str, Policy]:
+    """{"agent": what the run delivers} and, when that is standing aside, {"agent_network": the best network}."""
+    if stands_aside(saved):
+        return {"agent": StandAside(env), "agent_network": AgentPolicy(env, net)}
+    return {"agent": AgentPolicy(env, net)}
 
 
 @dataclass
@@ -319,7 +329,7 @@ def evaluate(model_id: str, config: EvalConfig | None = None) -> dict:
     """Evaluate runs/<model_id> on its held-out split; write reports/<model_id>/report.json (+ plots)."""
     config = config or EvalConfig()
     run_dir = Path(config.runs_root) / model_id
-    net, train_config, _ = load_model(run_dir, device="cpu")
+    net, train_config, saved = load_model(run_dir, device="cpu")
     env_config = train_config.env
     if config.episode_s is not None:
         from dataclasses import replace
@@ -327,7 +337,7 @@ def evaluate(model_id: str, config: EvalConfig | None = None) -> dict:
         env_config = replace(env_config, episode_s=config.episode_s)
     view = market_view(train_config.data, config.split, view_config_for(train_config))
     env = ScalperEnv(view, env_config)
-    policies: dict[str, Policy] = {"agent": AgentPolicy(env, net)}
+    policies = delivered_policies(env, net, saved)
     for name in config.baselines:
         policies[name] = make_baseline(name, env, config.seed)
     traces, report = evaluate_policies(env, policies, config)
@@ -338,6 +348,7 @@ def evaluate(model_id: str, config: EvalConfig | None = None) -> dict:
         "data": train_config.data.describe(),
         "data_range_us": [int(view.t[0]), int(view.t[-1])],
         "eval_config": asdict(config),
+        "selection": saved.get("selection"),
         **report,
     }
     out_dir = Path(config.reports_root) / model_id
@@ -389,6 +400,15 @@ def comparison_table(report: dict) -> str:
     and the agent's paired PnL difference against each baseline. Works on evaluate()'s result or report.json."""
     header = f"{'policy':<20}{'mean PnL':>11}{'95% CI':>22}{'Sharpe/d':>10}{'maxDD':>10}{'fills/ep':>10}{'fill rate':>10}"
     lines = [header, "-" * len(header)]
+    selection = report.get("selection") or {}
+    if selection.get("stand_aside"):
+        lines = [
+            "the run's validation kept no network: the agent stands aside (best network's lower 95 % bound "
+            f"{_num(selection['network_val_lower'], '.2f')} per window on {selection['val_windows']} validation "
+            f"windows, standing aside {_num(selection['stand_aside_val_lower'], '.2f')}); "
+            "agent_network is that network, played anyway",
+            *lines,
+        ]
     for name, entry in report["policies"].items():
         a = entry["all"]
         lo, hi = a["mean_pnl_ci95"]

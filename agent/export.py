@@ -33,7 +33,7 @@ from agent.market_view import macro_feature_names
 from agent.obs import BOOK_COLUMNS, OBS_BOUND, state_feature_names
 from agent.policy_factory import as_tensors
 from agent.registry import RegistryEntry, register
-from agent.train import config_to_dict, load_model, market_view, view_config_for
+from agent.train import config_to_dict, load_model, market_view, stands_aside, view_config_for
 
 INPUTS = ("micro", "macro", "state")
 
@@ -146,6 +146,14 @@ def export(
 
     run_dir = Path(runs_root) / model_id
     net, train_config, saved = load_model(run_dir, device="cpu")
+    if stands_aside(saved):
+        selection = saved["selection"]
+        raise ValueError(
+            f"{model_id}: its validation kept no network (the best one's lower 95 % bound, "
+            f"{selection['network_val_lower']:.2f} per window on {selection['val_windows']} windows, does not beat "
+            f"standing aside's {selection['stand_aside_val_lower']:.2f}), so there is no strategy to export; train "
+            "on more data or another configuration, or with val_stand_aside=false to deliver the best network anyway"
+        )
     algo = train_config.algo
     decision = DecisionNetwork(net).eval()
     obs_space, act_space = saved["spaces"]

@@ -18,8 +18,11 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
               Mixed precision (torch.autocast + GradScaler) on CUDA; CPU runs in float32. Before the first update
               the encoder's input standardization is fit to the stored observations (`normalize_inputs`).
   validation  with `val_every`, the greedy policy plays the first `val_windows` windows of the val split every
-              `val_every` env steps (at an episode end); model.pt is the network with the highest lower 95 %
-              bound of its mean PnL there.
+              `val_every` env steps (at an episode end) and once more at the end; model.pt is the network with
+              the highest lower 95 % bound of its mean PnL there. Standing aside (no orders: StandAside) is a
+              candidate too (`val_stand_aside`): when no network's bound beats it, model.pt records that the
+              run delivers no strategy ("selection" in model.pt; evaluation reports the delivered policy and the
+              best network both, export refuses).
   checkpoints at the first episode end after every `checkpoint_every` env steps: networks, optimizer, grad
               scaler, replay buffer (agent/replay.save), loop counters and the RNG states of python, numpy, torch
               and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
@@ -58,7 +61,7 @@ from loguru import logger
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from agent.baselines import run_policy
+from agent.baselines import StandAside, run_policy
 from agent.env import EnvConfig, ScalperEnv
 from agent.losses import (
     branching_double_dqn_quantile_target,
@@ -187,9 +190,15 @@ class TrainConfig:
     # model selection on the validation split: every `val_every` env steps (at the next episode end; 0 = off) the
     # greedy policy plays the first `val_windows` back-to-back validation windows; model.pt is the network with the
     # highest lower 95 % bound of the mean PnL per window there (mean - 1.96 standard errors: the best of a dozen
-    # noisy means is mostly the luckiest), not the last one; the test split stays untouched for evaluation
+    # noisy means is mostly the luckiest), not the last one; the test split stays untouched for evaluation.
+    # val_windows 0: every window of the val split.
     val_every: int = 0
     val_windows: int = 30
+    # with val_every: standing aside (no orders, PnL 0) is a candidate as well, and a network is delivered only
+    # when its lower bound beats it; else the run delivers no strategy (a network that could not show on
+    # validation that it beats doing nothing is a bet on training noise: at signal 0 the best one lost out of
+    # sample through adversely selected quotes)
+    val_stand_aside: bool = True
     # bookkeeping
     runs_root: str = "runs"
     run_name: str | None = None
@@ -212,9 +221,10 @@ class TrainConfig:
             raise ValueError("hard target updates need target_period >= 1")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1 env steps")
-        if self.val_every < 0 or self.val_windows < 1:
+        if self.val_every < 0 or self.val_windows < 0:
             raise ValueError(
-                f"val_every={self.val_every} (>= 0 env steps, 0 = off) and val_windows={self.val_windows} (>= 1)"
+                f"val_every={self.val_every} (>= 0 env steps, 0 = off) and val_windows={self.val_windows} "
+                "(>= 1, or 0 for every window of the val split)"
             )
 
     @property
@@ -484,6 +494,7 @@ class LoopState:
     best_val_lower: float | None = None  # best lower bound of the validation mean PnL so far
     best_val_pnl: float | None = None  # that network's mean validation PnL, and the step it was measured at
     best_val_step: int | None = None
+    last_val_step: int | None = None  # the env step of the latest validation
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -516,6 +527,7 @@ class TrainResult:
     mean_pnl_last: float
     best_val_pnl: float | None = None  # with val_every: the saved network's mean validation PnL per window
     best_val_step: int | None = None  # and the env step it was taken at
+    stand_aside: bool = False  # with val_every: no network beat standing aside on validation (see Validation)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -632,24 +644,61 @@ def dqn_update(
 
 
 class Validation:
-    """The greedy policy's mean PnL per window on the first `val_windows` back-to-back windows of the val split."""
+    """Mean PnL per window on the first `val_windows` back-to-back windows of the val split: of a network's greedy
+    policy (`score`), and of standing aside (`stand_aside`, the null candidate, scored once)."""
 
     def __init__(self, config: TrainConfig) -> None:
         view = market_view(config.data, "val", view_config_for(config))
         self.env = ScalperEnv(view, stage_env_config(config, 2))
-        self.starts = self.env.tiled_starts()[: config.val_windows]
+        self.starts = self.env.tiled_starts()[: config.val_windows or None]
         if not self.starts:
             raise ValueError(
                 f"the validation split is shorter than one {self.env.config.episode_s:g} s episode; "
                 "give the data more minutes or set val_every=0"
             )
+        self.stand_aside = self._score(StandAside(self.env))
 
     def score(self, net: RiskAwareBranchingDQN) -> tuple[float, float]:
         """(mean PnL per window, its lower 95 % bound: mean - 1.96 standard errors)."""
         from agent.evaluate import AgentPolicy  # evaluate imports this module
 
-        stats = run_policy(self.env, AgentPolicy(self.env, net), len(self.starts), starts=self.starts)
+        return self._score(AgentPolicy(self.env, net))
+
+    def _score(self, policy) -> tuple[float, float]:
+        stats = run_policy(self.env, policy, len(self.starts), starts=self.starts)
         return stats.mean, stats.mean - 1.96 * stats.std / math.sqrt(len(self.starts))
+
+
+def validate(
+    net: RiskAwareBranchingDQN, validation: Validation, state: LoopState, log: MetricsLog
+) -> dict | None:
+    """Score `net` on the validation windows; a copy of its weights when it is the best so far, else None."""
+    val_pnl, val_lower = validation.score(net)
+    state.last_val_step = state.step
+    log.write("val", state.step, mean_pnl=val_pnl, lower_bound=val_lower)
+    if state.best_val_lower is None or val_lower > state.best_val_lower:
+        state.best_val_lower, state.best_val_pnl, state.best_val_step = val_lower, val_pnl, state.step
+        return copy.deepcopy(net.state_dict())
+    return None
+
+
+def selection_record(config: TrainConfig, validation: Validation, state: LoopState) -> dict:
+    """What the run delivers: the best network, or nothing when its lower bound does not beat standing aside's."""
+    aside_pnl, aside_lower = validation.stand_aside
+    return {
+        "stand_aside": bool(config.val_stand_aside and not state.best_val_lower > aside_lower),
+        "val_windows": len(validation.starts),
+        "network_val_pnl": state.best_val_pnl,
+        "network_val_lower": state.best_val_lower,
+        "network_val_step": state.best_val_step,
+        "stand_aside_val_pnl": aside_pnl,
+        "stand_aside_val_lower": aside_lower,
+    }
+
+
+def stands_aside(saved: dict) -> bool:
+    """Whether a run's validation kept no network (the model.pt extras that load_model returns)."""
+    return bool((saved.get("selection") or {}).get("stand_aside"))
 
 
 def fit_input_scaling(
@@ -830,11 +879,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         if done and validation is not None and state.step >= state.next_validation:
             while state.next_validation <= state.step:
                 state.next_validation += config.val_every
-            val_pnl, val_lower = validation.score(net)
-            log.write("val", state.step, mean_pnl=val_pnl, lower_bound=val_lower)
-            if state.best_val_lower is None or val_lower > state.best_val_lower:
-                state.best_val_lower, state.best_val_pnl, state.best_val_step = val_lower, val_pnl, state.step
-                best_net = copy.deepcopy(net.state_dict())
+            best_net = validate(net, validation, state, log) or best_net
         if done:
             state.episode += 1
             state.returns.append(episode_return)
@@ -858,13 +903,24 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
     replay.flush()  # a run cut mid-episode stores the partial n-step returns of its last steps
     model_path = run_dir / "model.pt"
     net.eval()
+    selection = None
+    if validation is not None:
+        if state.last_val_step != state.step:  # the final network is a candidate too
+            best_net = validate(net, validation, state, log) or best_net
+        selection = selection_record(config, validation, state)
+        log.write("selection", state.step, **selection)
     if best_net is not None:
         net.load_state_dict(best_net)
     save_model(
         model_path,
         net,
         config,
-        {"variance_scale": variance_scale, "spaces": (obs_space, act_space), "steps": state.step},
+        {
+            "variance_scale": variance_scale,
+            "spaces": (obs_space, act_space),
+            "steps": state.step,
+            "selection": selection,
+        },
     )
     log.close()
     result = TrainResult(
@@ -882,6 +938,7 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         mean_pnl_last=float(np.mean(state.pnls[-10:])) if state.pnls else math.nan,
         best_val_pnl=state.best_val_pnl,
         best_val_step=state.best_val_step,
+        stand_aside=bool(selection and selection["stand_aside"]),
     )
     (run_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2))
     return result

@@ -63,6 +63,14 @@ def render(reports_root: str) -> None:
     if report.get("windows") is not None:
         info.append(f"{report['windows']} back-to-back windows of {report.get('episode_steps', '?')} steps")
     st.markdown(" · ".join(info))
+    selection = report.get("selection") or {}
+    if selection.get("stand_aside"):
+        st.warning(
+            "The training run's validation kept no network: no network's lower 95 % bound of mean PnL per window "
+            f"(best {selection.get('network_val_lower')}) beat standing aside "
+            f"({selection.get('stand_aside_val_lower')}) on {selection.get('val_windows')} validation windows, so "
+            "the agent places no orders. `agent_network` is the best network, played anyway."
+        )
 
     table = readers.metrics_table(ev.policies)
     if "agent" in set(table["policy"]):

@@ -82,9 +82,9 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, mirror, v
     assert (straight.run_dir / "metrics.jsonl").read_text() == (resumed.run_dir / "metrics.jsonl").read_text()
     assert resumed.mean_return_last == straight.mean_return_last
     assert (resumed.best_val_pnl, resumed.best_val_step) == (straight.best_val_pnl, straight.best_val_step)
-    if val_every:  # validated at the first episode ends past 100 and 200: model.pt is the better of the two
-        rows = read_metrics(straight.run_dir, "val")
-        assert [r["step"] for r in rows] == [150, 210]
+    if val_every:  # validated at the first episode ends past 100 and 200, and the final network at 270:
+        rows = read_metrics(straight.run_dir, "val")  # model.pt is the best of the three
+        assert [r["step"] for r in rows] == [150, 210, 270]
         best = max(rows, key=lambda r: r["lower_bound"])
         assert (straight.best_val_step, straight.best_val_pnl) == (
             best["step"],

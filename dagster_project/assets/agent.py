@@ -127,5 +127,5 @@ def _flat(values: dict) -> dict:
 
 
 def _summary(report: dict) -> dict:
-    keep = ("model_id", "split", "data", "windows", "episode_steps")
+    keep = ("model_id", "split", "data", "windows", "episode_steps", "selection")
     return {k: report[k] for k in keep if k in report}
