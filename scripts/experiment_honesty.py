@@ -5,7 +5,9 @@ DQN on the first 60 % of `minutes` of market, then evaluate it out of sample on 
 windows, the same windows for every policy; agent/evaluate.py). Two claims are checked and printed:
   signal > 0: the agent's net PnL per window beats the symmetric market maker and the random policy, the
               bootstrap 95 % interval of the paired difference lying above 0 (the agent's own mean PnL and its
-              interval are reported beside it);
+              interval are reported beside it), and the agent is a network that passed validation: a run that
+              stands aside (TrainConfig.val_stand_aside) earns 0, which beats baselines that lose, and learned
+              nothing;
   signal = 0: the agent's daily Sharpe interval contains 0 (no significant profit, and no significant loss).
 
 Fee tier (`--fees`, agent/sim/fees.FEE_TIERS): vip0 (Binance USD-M VIP 0, 2 / 5 bp maker / taker), vip9 (0 / 1.7 bp),
@@ -172,8 +174,11 @@ def verdicts(report: dict, signal: float) -> dict:
             "fills_per_window": network["fills_per_episode"],
         }
     if signal > 0:
-        out["claim"] = "agent beats symmetric MM and random (difference CI above 0)"
-        out["holds"] = bool(diff["symmetric_mm"]["above_zero"] and diff["random"]["above_zero"])
+        # standing aside (PnL 0) beats the losing baselines too: the claim is about a learned strategy
+        out["claim"] = "a validated network beats symmetric MM and random (difference CI above 0)"
+        out["holds"] = bool(
+            not out["stand_aside"] and diff["symmetric_mm"]["above_zero"] and diff["random"]["above_zero"]
+        )
     else:
         out["claim"] = "agent's daily Sharpe interval contains 0"
         out["holds"] = bool(lo <= 0 <= hi) if lo == lo and hi == hi else False  # NaN: undefined, not held

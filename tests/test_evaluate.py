@@ -125,9 +125,14 @@ def test_honesty_experiment_smoke(tmp_path):
     assert set(on_disk["results"]) == {"signal=1", "signal=0"}
     assert on_disk["fees"] == "none"  # the documented default tier, named in the report
     with_signal, without = summary["results"]["signal=1"], summary["results"]["signal=0"]
+    # standing aside beats losing baselines without having learned anything: no claim for it at signal > 0
     assert with_signal["holds"] == (
-        with_signal["vs_symmetric_mm"]["ci95"][0] > 0 and with_signal["vs_random"]["ci95"][0] > 0
+        not with_signal["stand_aside"]
+        and with_signal["vs_symmetric_mm"]["ci95"][0] > 0
+        and with_signal["vs_random"]["ci95"][0] > 0
     )
+    for result in (with_signal, without):  # a run that stands aside shows its best network beside it
+        assert ("network" in result) == result["stand_aside"] == result["selection"]["stand_aside"]
     lo, hi = without["agent_sharpe_daily_ci95"]
     assert without["holds"] == (lo <= 0 <= hi)
     assert with_signal["windows"] >= 2 and with_signal["train_steps"] == 200
