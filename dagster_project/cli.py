@@ -665,6 +665,13 @@ def train_cmd(
     meta = run_asset(agent_model, {**cfg, "runs_root": runs_root}, open_lake(lake_root), "training")
     typer.echo(f"model {meta['model_id']}: {meta.get('steps')} steps, {meta.get('updates')} updates, "
                f"{meta.get('wall_s', 0):.0f} s on {meta.get('device')}")  # fmt: skip
+    if meta.get("stand_aside"):
+        typer.secho(
+            f"no network beat standing aside on validation (best network's mean PnL {meta.get('best_val_pnl')}): "
+            "this run delivers no strategy; `scalper evaluate` shows the network beside it, export refuses it",
+            fg="yellow",
+            err=True,
+        )
     typer.echo(meta["model_id"])
 
 
