@@ -28,11 +28,10 @@ it with `load_config(FILE)` and the snapshot id set in `config.data`. The loop, 
               and the exploration generator. The replay engine itself cannot be serialized, so checkpoints sit on
               episode boundaries, where the env is rebuilt by its reset seed (seed + episode number): a resumed
               run continues bit for bit like an uninterrupted one (tests/test_train.py checks it).
-  logs        metrics.jsonl (always) and TensorBoard event files when the `tensorboard` package is importable
-              (it is not a dependency; torch.utils.tensorboard needs it).
+  logs        metrics.jsonl and TensorBoard event files (tb/; `tensorboard --logdir runs`), the same scalars.
 
 Files of a run, under <runs_root>/<model_id>/: config.json, metrics.jsonl, checkpoints/<step>/, model.pt (the final
-network with what evaluation and export need to rebuild it), tb/ (TensorBoard, optional).
+network with what evaluation and export need to rebuild it), tb/ (TensorBoard events).
 `algo="ppo"` runs agent/ppo.py instead, on the same data, env, encoder and run layout.
 """
 
@@ -441,29 +440,28 @@ def set_rng_states(states: dict) -> None:
 
 
 class MetricsLog:
-    """Scalars as JSON lines (always) and TensorBoard events when `tensorboard` is installed."""
+    """Scalars as JSON lines (metrics.jsonl) and as TensorBoard events (tb/, `tensorboard --logdir runs`)."""
 
-    def __init__(self, run_dir: Path, truncate_at: int | None = None) -> None:
+    def __init__(self, run_dir: Path, truncate_at: int | None = None, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only where a run logs
+
         self.path = run_dir / "metrics.jsonl"
         if truncate_at is not None and self.path.exists():
             # a resumed run drops rows written after its checkpoint: they are written again, identically
             with open(self.path, "r+b") as handle:
                 handle.truncate(truncate_at)
         self._file = open(self.path, "a")  # noqa: SIM115 (kept open for the run; close() closes it)
-        self._tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:
-            pass
+        # purge_step: TensorBoard hides the earlier files' events from that step on, as the truncation above does
+        # (a fresh run over an old run directory, truncate_at 0, hides them all)
+        if purge_step is None and truncate_at == 0:
+            purge_step = 0
+        self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
 
     def write(self, kind: str, step: int, **values: float) -> None:
         row = {"kind": kind, "step": step, **{k: float(v) for k, v in values.items()}}
         self._file.write(json.dumps(row) + "\n")
-        if self._tb is not None:
-            for k, v in values.items():
-                self._tb.add_scalar(f"{kind}/{k}", v, step)
+        for k, v in values.items():
+            self._tb.add_scalar(f"{kind}/{k}", v, step)
 
     def offset(self) -> int:
         self._file.flush()
@@ -471,8 +469,7 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        self._tb.close()
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
@@ -795,7 +792,10 @@ def train(config: TrainConfig, resume: bool = True) -> TrainResult:
         logger.info(f"{config.model_id}: resumed from step {state.step} ({checkpoint})")
     elif resume is False and (run_dir / "metrics.jsonl").exists():
         metrics_offset = 0
-    log = MetricsLog(run_dir, truncate_at=metrics_offset)
+    # rows at the checkpoint's own step were written before it was saved: they are kept, the rest is written again
+    log = MetricsLog(
+        run_dir, truncate_at=metrics_offset, purge_step=None if resumed_from is None else resumed_from + 1
+    )
 
     def save_checkpoint() -> None:
         name = f"{state.step:010d}"

@@ -192,3 +192,24 @@ def test_blind_features_hide_columns_by_name_and_refuse_unknown_names(tmp_path):
     )
     net, _, _ = load_model(result.run_dir)
     assert torch.isinf(net.encoder.macro_scale).sum() == 1 and torch.isinf(net.encoder.state_scale).sum() == 1
+
+
+def test_tensorboard_events_hold_the_logged_scalars_once_after_a_resume(tmp_path):
+    options = dict(run_name="tb", val_every=100)
+    train(tiny_config(tmp_path, total_steps=150, **options))
+    resumed = train(tiny_config(tmp_path, **options))  # rows after step 150 are written again
+    assert_tensorboard_matches_metrics(resumed.run_dir)
+    fresh = train(tiny_config(tmp_path, total_steps=210, **options), resume=False)  # over the old run's files
+    assert_tensorboard_matches_metrics(fresh.run_dir)
+
+
+def assert_tensorboard_matches_metrics(run_dir) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    for kind, name in (("episode", "pnl"), ("val", "lower_bound"), ("train", "td_loss")):
+        rows = read_metrics(run_dir, kind)
+        logged = events.Scalars(f"{kind}/{name}")
+        assert [e.step for e in logged] == [r["step"] for r in rows], kind
+        assert [e.value for e in logged] == pytest.approx([r[name] for r in rows], rel=1e-6)
