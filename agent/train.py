@@ -88,7 +88,8 @@ TIME_SPLIT_TABLES = ("book_snapshots", "trades", "mark_prices")  # cut in time; 
 class DataConfig:
     """Where the market comes from.
 
-    source: "synthetic" (SyntheticSource, `minutes` from the start of its first day, cut into train / val / test
+    source: "synthetic" (SyntheticSource, `minutes` from the start of its first day, over several days when
+    `minutes` > 1440 (chained as the source lands them), cut into train / val / test
     by `split_fractions` in time order), "snapshot" (feature snapshot `snapshot_id` in `lake_root`; splits are the
     snapshot's own), "lake" (raw tables of `lake_root`, one (start, end) day window per split) or "lake_day" (the
     first `minutes` of day `day` in the lake's raw tables, cut in time like the synthetic market: quick runs on
@@ -290,11 +291,29 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
 # ---- data and envs ------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=8)
 def _synthetic_tables(seed: int, signal: float, minutes: int, symbol: str) -> dict[str, pa.Table]:
-    from feature_store.sources.synthetic import SyntheticConfig, initial_state, simulate_day
+    """The first `minutes` of the synthetic market from its first day, across as many days as they span (each
+    whole day as SyntheticSource lands it, chained through the day's end state; the rest of the last day)."""
+    from datetime import timedelta
+
+    from feature_store.sources.synthetic import (
+        SECONDS_PER_DAY,
+        SyntheticConfig,
+        SyntheticSource,
+        simulate_day,
+    )
 
     cfg = SyntheticConfig(seed=seed, signal_strength=signal)
-    steps = int(minutes * 60 * 1000 // cfg.grid_ms)
-    return simulate_day(cfg, symbol, cfg.first_day, initial_state(cfg, symbol), n_steps=steps).tables
+    source = SyntheticSource(cfg)
+    whole_days, rest = divmod(int(minutes * 60 * 1000 // cfg.grid_ms), SECONDS_PER_DAY * 1000 // cfg.grid_ms)
+    days = [cfg.first_day + timedelta(days=d) for d in range(whole_days + (rest > 0))]
+    parts = [source.load_day(symbol, day) for day in days[:whole_days]]
+    if rest:
+        parts.append(
+            simulate_day(cfg, symbol, days[-1], source.state_at(symbol, days[-1]), n_steps=rest).tables
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
 
 
 @lru_cache(maxsize=4)

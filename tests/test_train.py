@@ -213,3 +213,23 @@ def assert_tensorboard_matches_metrics(run_dir) -> None:
         logged = events.Scalars(f"{kind}/{name}")
         assert [e.step for e in logged] == [r["step"] for r in rows], kind
         assert [e.value for e in logged] == pytest.approx([r[name] for r in rows], rel=1e-6)
+
+
+def test_synthetic_data_spans_days_as_the_source_lands_them():
+    import datetime as dt
+
+    import pyarrow.compute as pc
+
+    from agent.train import _synthetic_tables
+    from feature_store.sources.synthetic import SyntheticConfig, SyntheticSource
+
+    tables = _synthetic_tables(3, 1.0, 1450, "BTCUSDT")  # one whole day and the first 10 minutes of the next
+    cfg = SyntheticConfig(seed=3, signal_strength=1.0)
+    second = cfg.first_day + dt.timedelta(days=1)
+    expected = SyntheticSource(cfg, day_seconds=600).load_day("BTCUSDT", second)  # chained without our tables
+    books = tables["book_snapshots"]
+    assert books.num_rows == (86_400 + 600) * 10
+    for name in ("book_snapshots", "trades", "mark_prices"):
+        day_two = tables[name].filter(pc.equal(tables[name]["date"], second.isoformat()))
+        assert day_two.equals(expected[name]), name
+    assert (np.diff(books["ts"].cast("int64").to_numpy()) > 0).all()  # one time line across midnight
