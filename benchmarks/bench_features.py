@@ -25,7 +25,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from feature_store import features_ref as ref
-from feature_store.feature_build import BuildWindow, dbt_args, dbt_executable, run_dbt
+from feature_store.feature_build import BuildWindow, dbt_args, dbt_env, dbt_executable, run_dbt
 from feature_store.instruments import instrument
 
 
@@ -35,10 +35,9 @@ def _dbt_build_measured(
     """One `dbt build` like feature_build.run_dbt, measured by wait4 on that child alone: (wall s, CPU s, peak RSS MB).
     This process stays small until then (the lake is generated in a subprocess), so the child's RSS high-water
     mark is dbt's own and not pages inherited at fork."""
-    env = dict(os.environ, SCALPER_LAKE=str(root), SCALPER_DUCKDB_THREADS=str(threads))
-    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as run_dbt does
+    env = dbt_env(root.resolve(), window, threads=threads)  # as run_dbt does
     target = root / ".dbt_target"
-    args = dbt_args("build", window, exclude="instruments", extra_vars=extra, target_path=target)
+    args = dbt_args("build", exclude="instruments", extra_vars=extra, target_path=target)
     t = time.perf_counter()
     proc = subprocess.Popen(
         [dbt_executable(), *args, "--log-path", str(target / "logs")],

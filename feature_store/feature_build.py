@@ -1,8 +1,9 @@
 """Run the dbt feature-store project (dbt/) over a lake: the one place that knows its command line.
 
-The dbt project is driven by vars (day partitions and the train split); this module builds the argument list,
-runs the `dbt` executable of the current environment in a subprocess (feature_store never imports dbt) with
-SCALPER_LAKE pointing at the lake, and raises with dbt's own error lines when a model or test fails.
+A build covers a window (day partitions and the train split, BuildWindow); this module builds the argument list and
+the environment (SCALPER_LAKE pointing at the lake, SCALPER_BUILD_WINDOW holding the window), runs the `dbt`
+executable of the current environment in a subprocess (feature_store never imports dbt), and raises with dbt's own
+error lines when a model or test fails.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+
+# The environment variable that carries the build window to dbt, as JSON (BuildWindow.env / from_env).  Not --vars:
+# dbt hashes the command-line vars into its partial-parse state, so a window there (new every partition) forces a
+# full re-parse of the project on every run; the project reads this variable at execution time only
+# (dbt/macros/partitions.sql: build_window; the Python models through BuildWindow.from_env).
+WINDOW_ENV = "SCALPER_BUILD_WINDOW"
+# The window of a build given none: every day (what the dbt macro assumes when WINDOW_ENV is unset).
+_WHOLE_RANGE = ("2000-01-01", "2099-12-31")
 
 
 class FeatureBuildError(RuntimeError):
@@ -24,6 +34,9 @@ class FeatureBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class BuildWindow:
+    """The days a build (re)writes, start_date..end_date, and the train split train_start..train_end that every
+    train-fit statistic reads (inclusive days, 'YYYY-MM-DD', UTC)."""
+
     start_date: str
     end_date: str
     train_start: str
@@ -36,6 +49,23 @@ class BuildWindow:
             "train_start": self.train_start,
             "train_end": self.train_end,
         }
+
+    def env(self) -> dict[str, str]:
+        """The environment entry that passes this window to a dbt run."""
+        return {WINDOW_ENV: json.dumps(self.vars())}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BuildWindow:
+        """The window of the running build (inside the dbt project's Python models); every day when unset."""
+        raw = (os.environ if environ is None else environ).get(WINDOW_ENV)
+        if raw is None:
+            return cls(*_WHOLE_RANGE, *_WHOLE_RANGE)
+        given = json.loads(raw)
+        unknown = set(given) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{WINDOW_ENV}={raw}: unknown key(s) {sorted(unknown)}")
+        whole = cls(*_WHOLE_RANGE, *_WHOLE_RANGE).vars()
+        return cls(**{**whole, **given})
 
 
 def dbt_executable() -> str:
@@ -52,17 +82,17 @@ def dbt_executable() -> str:
 
 def dbt_args(
     command: str,
-    window: BuildWindow,
     select: str | None = None,
     exclude: str | None = None,
     full_refresh: bool = False,
     extra_vars: dict | None = None,
     target_path: str | Path | None = None,
 ) -> list[str]:
-    """The dbt argument list (without the executable) for `command` (build / run / test / parse)."""
+    """The dbt argument list (without the executable) for `command` (build / run / test / parse); `extra_vars` are
+    project vars (dbt/dbt_project.yml), the window goes in the environment (dbt_env)."""
     args = [command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    if command != "parse":
-        args += ["--vars", json.dumps({**window.vars(), **(extra_vars or {})})]
+    if extra_vars:
+        args += ["--vars", json.dumps(extra_vars)]
     if select:
         args += ["--select", select]
     if exclude:
@@ -90,7 +120,32 @@ def run_dbt(
     """Run dbt over the lake at `lake_root` (a local folder: the warehouse DuckDB file lives in it)."""
     lake = Path(lake_root).resolve()
     lake.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, SCALPER_LAKE=str(lake), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    env = dbt_env(lake, window, threads, memory_limit)
+    target = Path(target_path) if target_path else dbt_target_path(lake)
+    args = dbt_args(command, select, exclude, full_refresh, extra_vars, target_path=target)
+    args += ["--log-path", str(target / "logs")]
+    proc = subprocess.run([dbt_executable(), *args], env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        tail = _failure_summary(proc.stdout) or proc.stdout[-3000:] + proc.stderr[-2000:]
+        raise FeatureBuildError(
+            f"dbt {command} over lake {lake} for window {window.vars()} failed (exit {proc.returncode}):\n{tail}\n"
+            f"rerun: SCALPER_LAKE={lake} {WINDOW_ENV}='{env[WINDOW_ENV]}' dbt {' '.join(args)}"
+        )
+    return proc
+
+
+def dbt_target_path(lake: Path) -> Path:
+    """dbt's target folder for builds of `lake`: per lake, so that builds of different lakes never share it, and
+    kept between builds, so that dbt's partial-parse state (partial_parse.msgpack, which records the profile, hence
+    the lake's warehouse path) carries from one partition's build to the next."""
+    return lake / ".dbt_target"
+
+
+def dbt_env(
+    lake: Path, window: BuildWindow, threads: int | None = None, memory_limit: str | None = None
+) -> dict[str, str]:
+    """The environment of a dbt run over `lake` (resolved) for `window`."""
+    env = dict(os.environ, SCALPER_LAKE=str(lake), DBT_SEND_ANONYMOUS_USAGE_STATS="false", **window.env())
     # pyarrow's default jemalloc pool keeps the memory of the Delta scans after DuckDB has consumed them: with the
     # system allocator a day's build peaks at 1.2 GB instead of 4 GB (measured, benchmarks/bench_features.py)
     env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
@@ -98,18 +153,7 @@ def run_dbt(
         env["SCALPER_DUCKDB_THREADS"] = str(threads)
     if memory_limit:
         env["SCALPER_DUCKDB_MEMORY"] = memory_limit
-    # per lake: concurrent builds of different lakes never share dbt/target
-    target = Path(target_path) if target_path else lake / ".dbt_target"
-    args = dbt_args(command, window, select, exclude, full_refresh, extra_vars, target_path=target)
-    args += ["--log-path", str(target / "logs")]
-    proc = subprocess.run([dbt_executable(), *args], env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        tail = _failure_summary(proc.stdout) or proc.stdout[-3000:] + proc.stderr[-2000:]
-        raise FeatureBuildError(
-            f"dbt {command} over lake {lake} with vars {window.vars()} failed (exit {proc.returncode}):\n{tail}\n"
-            f"rerun: SCALPER_LAKE={lake} dbt {' '.join(args)}"
-        )
-    return proc
+    return env
 
 
 def _failure_summary(stdout: str) -> str:

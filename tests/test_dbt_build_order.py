@@ -27,7 +27,7 @@ from feature_lake import (
     write_raw,
 )
 
-from feature_store.feature_build import BuildWindow, run_dbt
+from feature_store.feature_build import WINDOW_ENV, BuildWindow, FeatureBuildError, run_dbt
 
 DAYS = ("2024-03-01", "2024-03-02", "2024-03-03")
 VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
@@ -116,3 +116,32 @@ def test_incremental_runs_insert_through_a_temporary_view(lakes, model):
     views = re.findall(rf'create temporary view "{model}__dbt_tmp', log)
     tables = re.findall(rf'create\s+temporary\s+table\s+"?{model}__dbt_tmp', log)
     assert len(views) == len(DAYS) - 1 and not tables, (model, len(views), len(tables))
+
+
+def test_a_new_partition_does_not_reparse_the_project(lakes):
+    """The window travels in SCALPER_BUILD_WINDOW, read at execution time only (dbt/macros/partitions.sql:
+    build_window): the in-order lake's first run parses the project, its next two days reuse dbt's partial-parse
+    state (a window in --vars would change dbt's vars hash and force a full re-parse every partition)."""
+    log = (lakes["in order"] / ".dbt_target" / "logs" / "dbt.log").read_text()
+    runs = re.split(r"Running with dbt=", log)[1:]
+    assert len(runs) == len(DAYS)
+    assert "Unable to do partial parsing" in runs[0]
+    for day, run in zip(DAYS[1:], runs[1:], strict=True):
+        assert "Unable to do partial parsing" not in run, day
+        assert "Partial parsing enabled" in run, day
+
+
+def test_a_window_in_vars_is_refused(tmp_path):
+    """--vars start_date (the former way of passing the window) fails with a pointer to SCALPER_BUILD_WINDOW instead
+    of being silently ignored."""
+    window = BuildWindow(DAYS[0], DAYS[0], train_start=DAYS[0], train_end=DAYS[0])
+    with pytest.raises(FeatureBuildError, match="SCALPER_BUILD_WINDOW"):
+        run_dbt(tmp_path, "compile", window, select="qc_daily", extra_vars={"start_date": DAYS[1]})
+
+
+def test_the_window_round_trips_through_the_environment():
+    window = BuildWindow(DAYS[1], DAYS[2], train_start=DAYS[0], train_end=DAYS[0])
+    assert BuildWindow.from_env(window.env()) == window
+    assert BuildWindow.from_env({}) == BuildWindow("2000-01-01", "2099-12-31", "2000-01-01", "2099-12-31")
+    with pytest.raises(ValueError, match="unknown"):
+        BuildWindow.from_env({WINDOW_ENV: '{"start": "2024-03-01"}'})

@@ -2,5 +2,5 @@
 -- qc_max_crossed_rate allows.
 SELECT symbol, date, crossed_rate, locked_rate
 FROM {{ ref('qc_daily') }}
-WHERE date BETWEEN '{{ var("start_date") }}' AND '{{ var("end_date") }}'
+WHERE date BETWEEN '{{ build_window("start_date") }}' AND '{{ build_window("end_date") }}'
   AND (crossed_rate > {{ var('qc_max_crossed_rate') }} OR locked_rate > {{ var('qc_max_crossed_rate') }})

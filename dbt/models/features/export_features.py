@@ -7,6 +7,8 @@ exported per symbol and day."""
 import os
 import shutil
 
+from feature_store.feature_build import BuildWindow
+
 
 def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
@@ -14,7 +16,8 @@ def _literal(text: str) -> str:
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    start, end = dbt.config.get("start_date"), dbt.config.get("end_date")
+    window = BuildWindow.from_env()  # the build window (dbt/macros/partitions.sql: build_window)
+    start, end = window.start_date, window.end_date
     lake = os.environ.get("SCALPER_LAKE", "lake")
     dbt.ref("fct_features")
     dbt.ref("fct_labels")

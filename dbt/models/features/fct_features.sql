@@ -34,7 +34,7 @@ SELECT
     j.ts,
     j.ts_us,
     j.is_warmup,
-    '{{ var("train_start") }}..{{ var("train_end") }}' AS train_window,
+    '{{ build_window("train_start") }}..{{ build_window("train_end") }}' AS train_window,
     CASE
         WHEN coalesce(j.regime_trend / nullif(j.regime_rvol, 0), 0.0) > rt.trend_threshold THEN 'bull'
         WHEN coalesce(j.regime_trend / nullif(j.regime_rvol, 0), 0.0) < -rt.trend_threshold THEN 'bear'

@@ -4,10 +4,13 @@ metrics_daily rows of every symbol that day (rebuilt days are rewritten)."""
 import json
 import os
 
+from feature_store.feature_build import BuildWindow
+
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    start, end = dbt.config.get("start_date"), dbt.config.get("end_date")
+    window = BuildWindow.from_env()  # the build window (dbt/macros/partitions.sql: build_window)
+    start, end = window.start_date, window.end_date
     lake = os.environ.get("SCALPER_LAKE", "lake")
     metrics = dbt.ref("metrics_daily").filter(f"date BETWEEN '{start}' AND '{end}'").order("date, symbol")
     table = metrics.arrow().read_all()

@@ -3,4 +3,4 @@
 -- to metrics_daily, so that a bad day still gets its metrics JSON (dashboards must show bad days too).
 SELECT *
 FROM {{ ref('metrics_daily') }}
-WHERE date BETWEEN '{{ var("start_date") }}' AND '{{ var("end_date") }}'
+WHERE date BETWEEN '{{ build_window("start_date") }}' AND '{{ build_window("end_date") }}'

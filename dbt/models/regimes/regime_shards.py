@@ -4,10 +4,13 @@ Returns the row count per regime and day (the coverage the snapshot manifest rep
 
 import os
 
+from feature_store.feature_build import BuildWindow
+
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    start, end = dbt.config.get("start_date"), dbt.config.get("end_date")
+    window = BuildWindow.from_env()  # the build window (dbt/macros/partitions.sql: build_window)
+    start, end = window.start_date, window.end_date
     lake = os.environ.get("SCALPER_LAKE", "lake")
     dbt.ref("fct_features")
     folder = os.path.join(lake, "features", "regimes")
