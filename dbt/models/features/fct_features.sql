@@ -5,7 +5,7 @@
 -- The published feature table the agent reads (through feature_store.snapshots): one row per book snapshot,
 -- every feature causal (built only from data at or before ts).  Train-fit steps applied here: micro-price
 -- g-table, integrated-OFI weights, outlier clip bounds and regime thresholds, all fit on the train split
--- (vars train_start / train_end, recorded in train_window).  Funding and on-chain values come as of ts from
+-- (the build window's train_start / train_end, recorded in train_window).  Funding and on-chain values come as of ts from
 -- int_book_features.
 {%- set FW = flow_window() %}
 {%- set M = ofi_levels() %}
