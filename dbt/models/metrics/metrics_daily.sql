@@ -51,15 +51,24 @@ flow AS (
     WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
     WINDOW w AS (PARTITION BY symbol ORDER BY ts_us)
 ),
-sync_long AS (
-    SELECT symbol, date, lag_rows, corr(net_taker_qty, ret) AS c
-    FROM (
+sync_wide AS (
+    -- the correlation at every lag in one pass over flow (one aggregate per lag, not 21 stacked copies of the day)
+    SELECT
+        symbol,
+        date,
         {%- for k in range(-10, 11) %}
-        SELECT symbol, date, {{ k }} AS lag_rows, net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }} AS ret FROM flow
-        {{ 'UNION ALL' if not loop.last }}
+        corr(net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}) AS c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
         {%- endfor %}
-    )
+    FROM flow
     GROUP BY ALL
+),
+sync_long AS (
+    SELECT
+        symbol,
+        date,
+        unnest([{% for k in range(-10, 11) %}{{ k }}{{ ', ' if not loop.last }}{% endfor %}]) AS lag_rows,
+        unnest([{% for k in range(-10, 11) %}c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ', ' if not loop.last }}{% endfor %}]) AS c
+    FROM sync_wide
 ),
 sync AS (
     SELECT symbol, date, arg_max(lag_rows, coalesce(c, -2)) AS best_lag_rows, max(c) AS best_corr
