@@ -661,7 +661,7 @@ def dqn_update(
 
 class Validation:
     """Mean PnL per window on the first `val_windows` back-to-back windows of the val split: of a network's greedy
-    policy (`score`), and of standing aside (`stand_aside`, the null candidate, scored once)."""
+    policy (`score`), and of standing aside (`stand_aside_score`, the null candidate, scored once)."""
 
     def __init__(self, config: TrainConfig) -> None:
         view = market_view(config.data, "val", view_config_for(config))
@@ -672,7 +672,7 @@ class Validation:
                 f"the validation split is shorter than one {self.env.config.episode_s:g} s episode; "
                 "give the data more minutes or set val_every=0"
             )
-        self.stand_aside = self._score(StandAside(self.env))
+        self.stand_aside_score = self._score(StandAside(self.env))
 
     def score(self, net: RiskAwareBranchingDQN) -> tuple[float, float]:
         """(mean PnL per window, its lower 95 % bound: mean - 1.96 standard errors)."""
@@ -700,7 +700,7 @@ def validate(
 
 def selection_record(config: TrainConfig, validation: Validation, state: LoopState) -> dict:
     """What the run delivers: the best network, or nothing when its lower bound does not beat standing aside's."""
-    aside_pnl, aside_lower = validation.stand_aside
+    aside_pnl, aside_lower = validation.stand_aside_score
     return {
         "stand_aside": bool(config.val_stand_aside and not state.best_val_lower > aside_lower),
         "val_windows": len(validation.starts),

@@ -107,7 +107,7 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
     )
     # gamma 0.9 (a ~10 s horizon, the planted signal's persistence: its correlation with the forward return falls
     # from 0.16 at 1 s to 0.07 at 10 s) bootstraps less noise than 0.99; a 10 s micro window holds that history and
-    # trains ~1.5x faster than 30 s. 1440 minutes of market (the synthetic source's one day: 14.4 h to train on, 144
+    # trains ~1.5x faster than 30 s. 1440 minutes of market (one synthetic day; longer runs span days: 14.4 h to train on, 143
     # two-minute validation and test windows each): on 6 h the agent fit the noise of its one path (in-sample +50
     # per window, out of sample 0 to +3);
     # one gradient step per two env steps replays each stored transition ~16 times instead of ~32.
@@ -129,7 +129,7 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
         mirror_augment=True,
         blind_features=BLIND_FEATURES,
         # keep the network that did best on the validation windows (the test windows stay for the verdicts), on
-        # every window of the val split (144 at 1440 minutes: the lower bound's standard error is 1.55x smaller
+        # every window of the val split (143 at 1440 minutes: the lower bound's standard error is 1.54x smaller
         # than on 60), and only if it beats standing aside there (TrainConfig.val_stand_aside)
         val_every=max(1, steps // 12),
         val_windows=0,

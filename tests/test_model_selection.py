@@ -105,7 +105,7 @@ def test_the_gate_can_be_turned_off_and_keeps_the_same_network(gated_run, tmp_pa
 
 @pytest.mark.parametrize("network_lower, delivered", [(0.5, True), (0.0, False), (-3.0, False)])
 def test_a_network_is_delivered_only_when_its_bound_beats_standing_aside(tmp_path, network_lower, delivered):
-    validation = SimpleNamespace(stand_aside=(0.0, 0.0), starts=[0, 120, 240])
+    validation = SimpleNamespace(stand_aside_score=(0.0, 0.0), starts=[0, 120, 240])
     state = LoopState(best_val_lower=network_lower, best_val_pnl=network_lower + 2.0, best_val_step=90)
     for gate in (True, False):
         record = selection_record(tiny_config(tmp_path, val_stand_aside=gate), validation, state)
