@@ -107,9 +107,9 @@ def experiment_config(signal: float, steps: int, minutes: int, seed: int, fees: 
     )
     # gamma 0.9 (a ~10 s horizon, the planted signal's persistence: its correlation with the forward return falls
     # from 0.16 at 1 s to 0.07 at 10 s) bootstraps less noise than 0.99; a 10 s micro window holds that history and
-    # trains ~1.5x faster than 30 s. 1440 minutes of market (one synthetic day; longer runs span days: 14.4 h to train on, 143
-    # two-minute validation and test windows each): on 6 h the agent fit the noise of its one path (in-sample +50
-    # per window, out of sample 0 to +3);
+    # trains ~1.5x faster than 30 s. 1440 minutes of market (one synthetic day, 14.4 h to train on, 143 two-minute
+    # validation and test windows each; longer runs span days): on 6 h the agent fit the noise of its one path
+    # (in-sample +50 per window, out of sample 0 to +3);
     # one gradient step per two env steps replays each stored transition ~16 times instead of ~32.
     return TrainConfig(
         seed=seed,
