@@ -57,15 +57,15 @@ class BuildWindow:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BuildWindow:
         """The window of the running build (inside the dbt project's Python models); every day when unset."""
+        whole = cls(*_WHOLE_RANGE, *_WHOLE_RANGE)
         raw = (os.environ if environ is None else environ).get(WINDOW_ENV)
         if raw is None:
-            return cls(*_WHOLE_RANGE, *_WHOLE_RANGE)
+            return whole
         given = json.loads(raw)
         unknown = set(given) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{WINDOW_ENV}={raw}: unknown key(s) {sorted(unknown)}")
-        whole = cls(*_WHOLE_RANGE, *_WHOLE_RANGE).vars()
-        return cls(**{**whole, **given})
+        return cls(**{**whole.vars(), **given})
 
 
 def dbt_executable() -> str:
@@ -141,19 +141,30 @@ def dbt_target_path(lake: Path) -> Path:
     return lake / ".dbt_target"
 
 
+def dbt_env_vars(
+    lake: Path, window: BuildWindow, threads: int | None = None, memory_limit: str | None = None
+) -> dict[str, str]:
+    """The variables a dbt run over `lake` (resolved) for `window` needs on top of the caller's environment."""
+    wanted = {
+        "SCALPER_LAKE": str(lake),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # pyarrow's default jemalloc pool keeps the memory of the Delta scans after DuckDB has consumed them: with
+        # the system allocator a day's build peaks at 1.2 GB instead of 4 GB (measured, benchmarks/bench_features.py)
+        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
+        **window.env(),
+    }
+    if threads:
+        wanted["SCALPER_DUCKDB_THREADS"] = str(threads)
+    if memory_limit:
+        wanted["SCALPER_DUCKDB_MEMORY"] = memory_limit
+    return wanted
+
+
 def dbt_env(
     lake: Path, window: BuildWindow, threads: int | None = None, memory_limit: str | None = None
 ) -> dict[str, str]:
-    """The environment of a dbt run over `lake` (resolved) for `window`."""
-    env = dict(os.environ, SCALPER_LAKE=str(lake), DBT_SEND_ANONYMOUS_USAGE_STATS="false", **window.env())
-    # pyarrow's default jemalloc pool keeps the memory of the Delta scans after DuckDB has consumed them: with the
-    # system allocator a day's build peaks at 1.2 GB instead of 4 GB (measured, benchmarks/bench_features.py)
-    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    if threads:
-        env["SCALPER_DUCKDB_THREADS"] = str(threads)
-    if memory_limit:
-        env["SCALPER_DUCKDB_MEMORY"] = memory_limit
-    return env
+    """The whole environment of a dbt subprocess over `lake` (resolved) for `window`."""
+    return dict(os.environ, **dbt_env_vars(lake, window, threads, memory_limit))
 
 
 def _failure_summary(stdout: str) -> str:

@@ -12,7 +12,7 @@ from dagster_project.dbt_project import dbt_project, ensure_manifest
 from dagster_project.partitions import daily
 from dagster_project.resources import LakeResource
 from feature_store import snapshots
-from feature_store.feature_build import BuildWindow, dbt_target_path
+from feature_store.feature_build import BuildWindow, dbt_env_vars, dbt_target_path
 
 
 class FeatureBuildConfig(dg.Config):
@@ -24,17 +24,10 @@ class FeatureBuildConfig(dg.Config):
 
 
 @contextmanager
-def lake_env(root: str, window: BuildWindow):
-    """dbt reads the lake root from SCALPER_LAKE (profiles.yml, sources) and the partition window from the
-    environment (BuildWindow.env: not --vars, which would force a full re-parse of the project every partition);
-    scope both to this build. The system allocator for pyarrow keeps a day's build near 1.2 GB instead of 4 GB
-    (measured in run_dbt)."""
-    wanted = {
-        "SCALPER_LAKE": root,
-        "ARROW_DEFAULT_MEMORY_POOL": "system",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        **window.env(),
-    }
+def lake_env(root: Path, window: BuildWindow):
+    """dagster-dbt's dbt process inherits this process's environment: scope the variables a build of the lake at
+    `root` for `window` needs (feature_build.dbt_env_vars, as run_dbt gives them) to this build."""
+    wanted = dbt_env_vars(root, window)
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     try:
@@ -59,12 +52,11 @@ def feature_models(
     window = context.partition_time_window
     last_day = (window.end - dt.timedelta(days=1)).date().isoformat()
     build = BuildWindow(window.start.date().isoformat(), last_day, config.train_start, config.train_end)
-    root = lake.get().root
+    root = Path(lake.get().root).resolve()
     with lake_env(root, build):
         # the lake's own target folder (not a fresh one per run): its partial-parse state matches this lake's profile,
         # so the next partition skips parsing; a copy of dbt/target's (parsed without a lake) never matches
-        target = dbt_target_path(Path(root).resolve())
-        yield from dbt.cli(["build"], context=context, target_path=target).stream()
+        yield from dbt.cli(["build"], context=context, target_path=dbt_target_path(root)).stream()
 
 
 class SnapshotConfig(dg.Config):
