@@ -118,6 +118,58 @@ def test_incremental_runs_insert_through_a_temporary_view(lakes, model):
     assert len(views) == len(DAYS) - 1 and not tables, (model, len(views), len(tables))
 
 
+FITS = (
+    "norm_clip_bounds",
+    "norm_microprice_g",
+    "norm_ofi_weights",
+    "norm_feature_stats",
+    "regime_thresholds",
+)
+
+
+@pytest.mark.parametrize("fit", FITS)
+def test_train_fits_are_kept_until_their_input_changes(lakes, fit):
+    """The train split is day 1: the in-order lake fits once (day 1's run) and keeps the fit on days 2 and 3
+    (dbt/macros/train_fit.sql), and holds the same fit as the lake built in one run."""
+    log = (lakes["in order"] / ".dbt_target" / "logs" / "dbt.log").read_text()
+    runs = re.split(r"Running with dbt=", log)[1:]
+    kept = f"the stored fit is of train split {DAYS[0]}..{DAYS[0]} and no train day is rebuilt: keep it"
+    sql_of = re.compile(rf'create temporary view "{fit}__dbt_tmp.*?\n\s*\)', re.S)
+    assert (
+        not sql_of.findall(runs[0])
+        and "train_window" in warehouse_table(lakes["in order"], f"SELECT * FROM {fit}").column_names
+    )
+    for day, run in zip(DAYS[1:], runs[1:], strict=True):
+        (view,) = sql_of.findall(run)
+        assert kept in view, (fit, day)
+    query = f"SELECT * FROM {fit} ORDER BY ALL"
+    want = warehouse_table(lakes["at once"], query)
+    got = warehouse_table(lakes["in order"], query)
+    assert got.num_rows == want.num_rows > 0
+    assert set(got["train_window"].to_pylist()) == {f"{DAYS[0]}..{DAYS[0]}"}
+    for name in want.column_names:
+        a, b = want[name].to_numpy(zero_copy_only=False), got[name].to_numpy(zero_copy_only=False)
+        if a.dtype.kind == "f":
+            assert_close(f"{fit}.{name}", b, a)
+        else:
+            assert (a == b).all(), f"{fit}.{name}"
+
+
+def test_a_new_train_split_refits(lakes, tmp_path):
+    """A run under another train split refits every fit although it rebuilds no train day."""
+    shutil.copytree(lakes["in order"], tmp_path, dirs_exist_ok=True)
+    before = warehouse_table(tmp_path, "SELECT n_train FROM regime_thresholds")["n_train"].to_pylist()
+    window = BuildWindow(DAYS[2], DAYS[2], train_start=DAYS[0], train_end=DAYS[1])
+    run_dbt(tmp_path, "build", window, exclude="resource_type:test", extra_vars=VARS)
+    for fit in FITS:
+        windows = warehouse_table(tmp_path, f"SELECT DISTINCT train_window FROM {fit}")[
+            "train_window"
+        ].to_pylist()
+        assert windows == [f"{DAYS[0]}..{DAYS[1]}"], fit
+    after = warehouse_table(tmp_path, "SELECT n_train FROM regime_thresholds")["n_train"].to_pylist()
+    assert after[0] > before[0]  # day 2's rows joined the split
+
+
 def test_a_new_partition_does_not_reparse_the_project(lakes):
     """The window travels in SCALPER_BUILD_WINDOW, read at execution time only (dbt/macros/partitions.sql:
     build_window): the in-order lake's first run parses the project, its next two days reuse dbt's partial-parse

@@ -161,9 +161,10 @@ def _source(path: str):
 
 
 def test_dbt_plugin_registers_the_file_scan_and_falls_back_for_unsupported_tables(lake, tmp_path):
-    plugin = _plugin_module().Plugin(name="delta_files", plugin_config={})
+    plugin = _plugin_module().Plugin(name="delta_files", plugin_config={"schemas": ["raw"]})
     con = duckdb.connect()
-    plugin.configure_connection(con)
+    plugin.configure_connection(con)  # outside a dbt run: no dbt-duckdb environment to guard
+    assert con.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'raw'").fetchall() == [(1,)]
     uri = lake.table_uri("book_snapshots")
     relation = plugin.load(_source(uri))
     con.register("books", relation)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 from dbt.adapters.events.logging import AdapterLogger
@@ -25,14 +26,39 @@ from feature_store.raw_scan import UnsupportedDeltaTable, delta_file_scan
 logger = AdapterLogger("DeltaFiles")
 
 
+class _SnapshotItems(dict):
+    """dbt-duckdb's dict of source relations to register on every new cursor, iterated over a snapshot: with dbt
+    threads > 1 one model loads a source (adds an entry) while another opens a cursor (iterates the dict), and a
+    plain dict raises "dictionary changed size during iteration" (dbt-duckdb 1.11.1, environments/__init__.py
+    initialize_cursor).  list() of a dict's items is taken under the GIL in one step."""
+
+    def items(self):
+        return list(super().items())
+
+
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self._conn: DuckDBPyConnection | None = None
+        # the schemas of the sources this plugin serves (profiles.yml: plugins.config.schemas)
+        self._schemas: list[str] = list(plugin_config.get("schemas", []))
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         # the relations this plugin returns are built on the run's own connection, which dbt-duckdb keeps open for
         # the whole run (keep_open) and registers on every cursor as a view
         self._conn = conn
+        # Called once, while dbt-duckdb opens the run's connection (in the main thread, under its lock), before any
+        # model runs.  Two models loading their first sources at once would both create the source schema, and
+        # DuckDB refuses the second (catalog write-write conflict): create it here.
+        for schema in self._schemas:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        try:
+            # re-entrant lock: this thread holds it while it opens the connection
+            env = DuckDBConnectionManager.env()
+        except Exception:  # dbt-duckdb raises a bare Exception when no dbt run created the environment
+            return
+        registered = getattr(env, "_REGISTERED_DF", None)
+        if type(registered) is dict:
+            env._REGISTERED_DF = _SnapshotItems(registered)
 
     def load(self, source_config: SourceConfig):
         if "delta_table_path" not in source_config:
@@ -52,7 +78,9 @@ class Plugin(BasePlugin):
         logger.debug(
             f"{source_config.table_name()}: Delta version {scan.version}, {len(scan.files)} data file(s)"
         )
-        return self._conn.sql(scan.sql())
+        # a cursor of its own: with dbt threads > 1 two models may load their sources at once, and a DuckDB
+        # connection refuses a second concurrent call
+        return self._conn.cursor().sql(scan.sql())
 
     def default_materialization(self) -> str:
         return "view"

@@ -2,6 +2,7 @@
 -- (train days, warm-up rows excluded), estimated on a deterministic hash sample of at most fit_sample_rows
 -- rows per symbol (all rows when the split is smaller).  Validation and test days never enter.
 {%- set cols = clipped_features() %}
+{% call train_fit() %}
 WITH train AS (
     SELECT *, count(*) OVER (PARTITION BY symbol) AS n_train
     FROM {{ ref('int_book_features') }}
@@ -21,3 +22,4 @@ SELECT
     {%- endfor %}
 FROM sample
 GROUP BY symbol
+{% endcall %}

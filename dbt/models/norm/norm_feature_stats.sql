@@ -2,6 +2,7 @@
 -- (already clipped) feature values over the train split, warm-up rows excluded.  The snapshot stores them and
 -- feature_store.snapshots.load(normalize=True) applies (x - mean) / std unchanged to every split.
 {%- set cols = model_features() %}
+{% call train_fit() %}
 WITH train AS (
     SELECT symbol, {{ cols | join(', ') }}
     FROM {{ ref('fct_features') }}
@@ -20,3 +21,4 @@ FROM (
 )
 GROUP BY ALL
 ORDER BY ALL
+{% endcall %}

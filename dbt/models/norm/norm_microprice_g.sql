@@ -6,6 +6,7 @@
 -- validation or test row can change g.  micro_price = mid + g * tick.
 {%- set NI = var('microprice_imbalance_buckets') | int %}
 {%- set NS = var('microprice_spread_buckets') | int %}
+{% call train_fit() %}
 WITH train AS (
     SELECT
         f.symbol,
@@ -62,3 +63,4 @@ SELECT
 FROM grid
 LEFT JOIN fitted USING (symbol, imb_bucket, spread_bucket)
 ORDER BY 1, 2, 3
+{% endcall %}

@@ -4,6 +4,7 @@
 -- matrix (C^(2^48), rescaled each step), whose rows all point along it; equal weights when OFI never varied.
 {%- set M = ofi_levels() %}
 {%- set FW = flow_window() %}
+{% call train_fit() %}
 WITH RECURSIVE train AS (
     SELECT *
     FROM {{ ref('int_book_features') }}
@@ -44,3 +45,4 @@ SELECT
     CASE WHEN l1 > 0 THEN sign(CASE WHEN total = 0 THEN 1 ELSE total END) * v[{{ i }}] / l1 ELSE {{ 1.0 / M }} END AS w_l{{ i }}{{ ',' if not loop.last }}
     {%- endfor %}
 FROM vec
+{% endcall %}

@@ -1,8 +1,8 @@
-{{ config(materialized='table') }}
 -- Regime thresholds per symbol, fit on the train split (warm-up rows excluded).  The causal trend score is the
 -- log mid change over the regime window divided by the realized volatility over the same window; rows whose
 -- |score| exceeds the `regime_trend_quantile` of |score| on train are bull (score > 0) or bear (< 0), the rest
 -- range.  vol_threshold (train median of the window's realized volatility) splits high / low volatility.
+{% call train_fit() %}
 WITH train AS (
     SELECT symbol, regime_trend / nullif(regime_rvol, 0) AS score, regime_rvol
     FROM {{ ref('int_book_features') }}
@@ -15,3 +15,4 @@ SELECT
     count(*) AS n_train
 FROM train
 GROUP BY symbol
+{% endcall %}
