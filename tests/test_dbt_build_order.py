@@ -36,7 +36,8 @@ MODELS = {
     "stg_book_snapshots": "symbol, ts_us",
     "stg_trades": "symbol, trade_id",
     "int_trade_flow": "symbol, ts_us",
-    "int_book_features": "symbol, ts_us",
+    "int_book_features_flow": "symbol, ts_us",
+    "int_book_features_returns": "symbol, ts_us",
     "fct_features": "symbol, ts_us",
     "fct_labels": "symbol, ts_us",
     "fct_trade_markouts": "symbol, trade_id",
@@ -168,6 +169,21 @@ def test_a_new_train_split_refits(lakes, tmp_path):
         assert windows == [f"{DAYS[0]}..{DAYS[1]}"], fit
     after = warehouse_table(tmp_path, "SELECT n_train FROM regime_thresholds")["n_train"].to_pylist()
     assert after[0] > before[0]  # day 2's rows joined the split
+
+
+def test_a_refit_over_a_split_with_unbuilt_features_is_refused(lakes, tmp_path):
+    """A fit over a train split whose staged books lack their features (here day 1's rows deleted from the flow
+    part, as in a lake built before int_book_features had two parts) fails and names the days to build, instead of
+    silently fitting day 2 alone."""
+    import duckdb
+
+    shutil.copytree(lakes["in order"], tmp_path, dirs_exist_ok=True)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute(f"DELETE FROM int_book_features_flow WHERE date = '{DAYS[0]}'")
+    con.close()
+    window = BuildWindow(DAYS[2], DAYS[2], train_start=DAYS[0], train_end=DAYS[1])
+    with pytest.raises(FeatureBuildError, match=rf"--start {DAYS[0]} --end {DAYS[1]}"):
+        run_dbt(tmp_path, "build", window, exclude="resource_type:test", extra_vars=VARS)
 
 
 def test_a_new_partition_does_not_reparse_the_project(lakes):

@@ -34,6 +34,8 @@ ORDER = [
     "staging/stg_mark_prices",
     "staging/stg_onchain_metrics",
     "intermediate/int_trade_flow",
+    "intermediate/int_book_features_flow",
+    "intermediate/int_book_features_returns",
     "intermediate/int_book_features",
     "norm/norm_clip_bounds",
     "norm/norm_microprice_g",

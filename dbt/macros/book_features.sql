@@ -1,5 +1,5 @@
-{#- Per-snapshot book columns shared by both plans of int_book_features (streaming and RANGE frames): one place for
-    each formula, so the plans cannot drift apart. -#}
+{#- Per-snapshot book columns shared by both plans of int_book_features (streaming and RANGE frames,
+    macros/int_book_features.sql): one place for each formula, so the plans cannot drift apart. -#}
 
 {#- Depth sums at L1/L3/L5/L10 per side and the mean size of the top `M` levels (from the staged level columns). -#}
 {% macro book_depth_columns(M) -%}
@@ -22,12 +22,17 @@
           + coalesce(CASE WHEN ask_px_{{ m }} >= {{ prev % ('ask_px_%d' % m) }} THEN {{ prev % ('ask_sz_%d' % m) }} END, 0.0)
           AS ofi_event_l{{ m }},
   {%- endfor %}
-        ln((ask_px_1 + bid_px_1) / ({{ prev % 'ask_px_1' }} + {{ prev % 'bid_px_1' }})) AS log_ret,
+        {{ book_log_ret(prev) }} AS log_ret,
         -- implied cancels at the best queue while its price is unchanged: -dq - executed volume
         coalesce(CASE WHEN bid_px_1 = {{ prev % 'bid_px_1' }}
                       THEN {{ prev % 'bid_sz_1' }} - bid_sz_1 - {{ sell_at_bid }} END, 0.0) AS cancel_bid,
         coalesce(CASE WHEN ask_px_1 = {{ prev % 'ask_px_1' }}
                       THEN {{ prev % 'ask_sz_1' }} - ask_sz_1 - {{ buy_at_ask }} END, 0.0) AS cancel_ask
+{%- endmacro %}
+
+{#- The log mid return against the symbol's previous snapshot (`prev` as in book_event_columns). -#}
+{% macro book_log_ret(prev) -%}
+  ln((ask_px_1 + bid_px_1) / ({{ prev % 'ask_px_1' }} + {{ prev % 'bid_px_1' }}))
 {%- endmacro %}
 
 {#- The published per-snapshot columns (no windows), from mid, spread, depths and the best levels. -#}

@@ -31,12 +31,34 @@
     -- the stored fit is of train split {{ train_window_label() }} and no train day is rebuilt: keep it
     SELECT * FROM {{ this }} WHERE false
   {%- else -%}
+    {%- do assert_train_split_built() -%}
     SELECT *, '{{ train_window_label() }}' AS train_window
     FROM (
     {{ caller() }}
     )
   {%- endif -%}
 {%- endmacro %}
+
+{#- A fit reads the train split from int_book_features: refuse one over a split whose staged books are not all there
+    (days staged by a run that failed before the features, or a lake built before int_book_features had its two
+    parts), since it would silently fit fewer days. -#}
+{% macro assert_train_split_built() %}
+  {#- the refs outside the execute check, so that dbt's parse records them -#}
+  {%- set staged, features = ref('stg_book_snapshots'), ref('int_book_features_flow') -%}
+  {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {%- set query -%}
+    SELECT
+        (SELECT count(*) FROM {{ staged }} WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }}),
+        (SELECT count(*) FROM {{ features }} WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }})
+  {%- endset -%}
+  {%- set row = run_query(query).rows[0] -%}
+  {%- if row[0] != row[1] -%}
+    {{ exceptions.raise_compiler_error("train split " ~ train_window_label() ~ ": int_book_features holds "
+        ~ row[1] ~ " of the " ~ row[0] ~ " staged books, so " ~ this.identifier ~ " would be fit on part of it: "
+        ~ "build the train days first (scalper features build --start " ~ build_window('train_start') ~ " --end "
+        ~ build_window('train_end') ~ ")") }}
+  {%- endif -%}
+{% endmacro %}
 
 {% macro refit_delete() -%}
   {%- if is_incremental() and not fit_is_current() -%}

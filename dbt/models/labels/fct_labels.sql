@@ -2,10 +2,9 @@
     pre_hook="{{ delete_range('ts_us', markouts_start_us(), range_end_us()) }}",
     on_schema_change='fail',
 ) }}
--- depends_on: {{ ref('int_trade_flow') }}
--- (for scheduling only: the labels read no trade flow, but waiting for it makes dbt run them on its second thread
--- beside int_book_features, whose streaming plan keeps one core busy, instead of ahead of int_trade_flow on the path
--- to it; 1 s less per day in benchmarks/bench_features.py)
+-- depends_on: {{ ref('int_book_features_returns') }}
+-- (for scheduling only, as in fct_trade_markouts: the labels read no features, but waiting for the returns part
+-- lets dbt run int_trade_flow and then the flow part of the features first, on the longest path of a build)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}
