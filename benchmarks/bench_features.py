@@ -2,8 +2,10 @@
 dbt build (staging -> published tables, exports and QC tests), one day partition per dbt invocation as a daily
 schedule would run it, against the numpy reference (feature_store.features_ref) on the same days in this run.
 
-Prints per-day seconds, book rows/s, peak RSS of the dbt process, the slowest models, and the ratio
-dbt / numpy.  Target: <= 10 s per symbol-day on 2 cores, peak RSS <= 1 GB, flat in days.
+Prints per-day seconds, book rows/s, peak RSS of the dbt process, the CPU time other guests of the machine took
+meanwhile (steal), the slowest models, and the ratio dbt / numpy with the numpy reference timed right after each
+day's build (the machine is shared: neighbours slow its cores without any steal showing, so only runs of the same
+minute compare).  Target: <= 10 s per symbol-day on 2 cores, peak RSS <= 1 GB, flat in days.
 
     .venv/bin/python benchmarks/bench_features.py --days 3
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,9 +25,7 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from feature_store import features_ref as ref
 from feature_store.feature_build import BuildWindow, dbt_args, dbt_env, dbt_executable, run_dbt
-from feature_store.instruments import instrument
 
 
 def _dbt_build_measured(
@@ -78,6 +77,16 @@ con.execute(
 """
 
 
+def _steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to other guests so far (the 8th field of /proc/stat's cpu line, in USER_HZ
+    ticks); None where there is no /proc/stat.  A build that lost cores to neighbours shows here, not in its CPU-s."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _raw_read_measured(root: Path, day: str, read: str, threads: int) -> tuple[float, float]:
     """(CPU s, peak RSS MB) of a child that stages one day of raw books with `read` (dataset / files)."""
     books = str(root / "raw" / "book_snapshots")
@@ -86,6 +95,43 @@ def _raw_read_measured(root: Path, day: str, read: str, threads: int) -> tuple[f
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"raw read ({read}) of {day} failed")
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+# The numpy reference over all the bench days (book features, train fit on the first day, published features,
+# markouts), in a child so that this process stays small for the dbt children's RSS: prints its wall and CPU
+# seconds, the data load excluded.
+_NUMPY_REFERENCE = """
+import json, sys, time
+from deltalake import DeltaTable
+from feature_store import features_ref as ref
+from feature_store.instruments import instrument
+root, symbol = sys.argv[1:3]
+tick = instrument(symbol).tick_size
+books = DeltaTable(f"{root}/raw/book_snapshots").to_pyarrow_dataset().to_table().sort_by("ts")
+trades = DeltaTable(f"{root}/raw/trades").to_pyarrow_dataset().to_table().sort_by("ts")
+t, c = time.perf_counter(), time.process_time()
+book = ref.book_from_records(books, tick)
+f = ref.book_features(book, trades, ref.RefParams(), fast_moments=True)
+fit = ref.fit_train(f, f["ts_us"] < book.ts_us[0] + 86_400_000_000, tick)
+ref.published_features(f, fit, tick)
+ref.mid_markouts(f["ts_us"], f["mid"])
+print(json.dumps({"wall": time.perf_counter() - t, "cpu": time.process_time() - c}))
+"""
+
+
+def _numpy_reference_measured(root: Path, days: int) -> tuple[float, float, float]:
+    """(wall s, CPU s) per symbol-day of the numpy reference over the bench lake, and the child's peak RSS MB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _NUMPY_REFERENCE, str(root), "BTCUSDT"],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("numpy reference failed")
+    timing = json.loads(out.decode().strip().splitlines()[-1])
+    return timing["wall"] / days, timing["cpu"] / days, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -115,9 +161,21 @@ def main() -> None:
         DeltaTable(str(root / "raw" / "book_snapshots")).to_pyarrow_dataset().count_rows() // args.days
     )
     per_day, peaks, cpu, nodes_s, staging_books_s = [], [], [], [], []
+    numpy_s, numpy_cpu, numpy_peaks = [], [], []
     for day in days:
         window = BuildWindow(day, day, train_start=days[0], train_end=days[0])
+        steal_before = _steal_seconds()
         wall, cpu_s, rss = _dbt_build_measured(root, window, extra, args.threads)
+        steal_after = _steal_seconds()
+        steal = (
+            "" if steal_before is None else f", CPU stolen by other guests {steal_after - steal_before:.1f} s"
+        )
+        # the numpy reference right after each build: the machine's speed drifts (neighbours' load), so each
+        # day's ratio compares two runs of the same minute
+        numpy_wall, numpy_cpu_s, numpy_rss = _numpy_reference_measured(root, args.days)
+        numpy_s.append(numpy_wall)
+        numpy_cpu.append(numpy_cpu_s)
+        numpy_peaks.append(numpy_rss)
         per_day.append(wall)
         cpu.append(cpu_s)
         peaks.append(rss)
@@ -131,8 +189,9 @@ def main() -> None:
         print(
             f"{day}: dbt build {per_day[-1]:.2f} s wall, {cpu[-1]:.1f} CPU-s "
             f"({rows_per_day / per_day[-1]:,.0f} book rows/s), "
-            f"peak RSS {peaks[-1]:.0f} MB; models + tests {nodes_s[-1]:.2f} s, dbt start-up and project parse "
-            f"{per_day[-1] - nodes_s[-1]:.2f} s; slowest: "
+            f"peak RSS {peaks[-1]:.0f} MB{steal}; models + tests {nodes_s[-1]:.2f} s, dbt start-up and project parse "
+            f"{per_day[-1] - nodes_s[-1]:.2f} s; numpy reference just after: {numpy_s[-1]:.2f} s "
+            f"({wall / numpy_wall:.2f}x); slowest: "
             + ", ".join(f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.2f}s" for r in slow)
         )
 
@@ -143,18 +202,6 @@ def main() -> None:
     raw_cpu = {read: statistics.median(c for c, _ in runs) for read, runs in raw_reads.items()}
     raw_rss = {read: statistics.median(r for _, r in runs) for read, runs in raw_reads.items()}
 
-    tick = instrument("BTCUSDT").tick_size
-    books = DeltaTable(str(root / "raw" / "book_snapshots")).to_pyarrow_dataset().to_table().sort_by("ts")
-    trades = DeltaTable(str(root / "raw" / "trades")).to_pyarrow_dataset().to_table().sort_by("ts")
-    t, c = time.perf_counter(), time.process_time()
-    book = ref.book_from_records(books, tick)
-    f = ref.book_features(book, trades, ref.RefParams(), fast_moments=True)
-    fit = ref.fit_train(f, f["ts_us"] < book.ts_us[0] + 86_400_000_000, tick)
-    ref.published_features(f, fit, tick)
-    ref.mid_markouts(f["ts_us"], f["mid"])
-    numpy_s = (time.perf_counter() - t) / args.days
-    numpy_cpu = (time.process_time() - c) / args.days
-
     med = statistics.median(per_day)
     print(
         f"\nmedian dbt build per symbol-day: {med:.2f} s = {rows_per_day / med:,.0f} book rows/s "
@@ -163,14 +210,17 @@ def main() -> None:
         "(the window travels in the environment, so from the second day dbt reuses its partial-parse state); "
         f"stg_book_snapshots (raw read) {statistics.median(staging_books_s):.2f} s"
     )
+    ratios = [w / n for w, n in zip(per_day, numpy_s, strict=True)]
+    cpu_ratios = [w / n for w, n in zip(cpu, numpy_cpu, strict=True)]
     print(
-        f"numpy reference per symbol-day (same rows, in-process): {numpy_s:.2f} s wall, {numpy_cpu:.1f} CPU-s "
-        f"= {rows_per_day / numpy_s:,.0f} rows/s"
+        f"numpy reference per symbol-day (same rows, a child process after each build): median "
+        f"{statistics.median(numpy_s):.2f} s wall, {statistics.median(numpy_cpu):.1f} CPU-s "
+        f"= {rows_per_day / statistics.median(numpy_s):,.0f} rows/s"
     )
     print(
-        f"ratio dbt / numpy: {med / numpy_s:.2f}x wall, {statistics.median(cpu) / numpy_cpu:.2f}x CPU "
-        f"(median dbt CPU-s per day {statistics.median(cpu):.1f}); load average now {os.getloadavg()[0]:.1f} "
-        "(the machine is shared: CPU-s is the steadier figure)"
+        f"ratio dbt / numpy (median of the days' ratios, each build against the reference run just after it): "
+        f"{statistics.median(ratios):.2f}x wall, {statistics.median(cpu_ratios):.2f}x CPU "
+        f"(median dbt CPU-s per day {statistics.median(cpu):.1f}); load average now {os.getloadavg()[0]:.1f}"
     )
     print(
         "raw read of a day of books, staged as stg_book_snapshots reads it (child process, median of "
@@ -179,8 +229,8 @@ def main() -> None:
         f"{raw_cpu['files'] / raw_cpu['dataset']:.2f}x CPU, {raw_rss['files'] / raw_rss['dataset']:.2f}x RSS"
     )
     print(
-        f"peak RSS of the dbt processes: {max(peaks):.0f} MB; of this process (numpy reference and data): "
-        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        f"peak RSS of the dbt processes: {max(peaks):.0f} MB; of the numpy reference (all {args.days} days in "
+        f"memory): {max(numpy_peaks):.0f} MB"
     )
 
 
