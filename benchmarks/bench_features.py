@@ -27,6 +27,8 @@ from deltalake import DeltaTable
 
 from feature_store.feature_build import BuildWindow, dbt_args, dbt_env, dbt_executable, run_dbt
 
+SYMBOL = "BTCUSDT"  # the bench lake's one symbol
+
 
 def _dbt_build_measured(
     root: Path, window: BuildWindow, extra: dict, threads: int
@@ -79,7 +81,8 @@ con.execute(
 
 def _steal_seconds() -> float | None:
     """CPU time the hypervisor gave to other guests so far (the 8th field of /proc/stat's cpu line, in USER_HZ
-    ticks); None where there is no /proc/stat.  A build that lost cores to neighbours shows here, not in its CPU-s."""
+    ticks); None where there is no /proc/stat.  Only part of what neighbours cost shows here: their cache and memory
+    traffic slows the cores without any steal."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()
         return int(fields[8]) / os.sysconf("SC_CLK_TCK")
@@ -122,7 +125,7 @@ print(json.dumps({"wall": time.perf_counter() - t, "cpu": time.process_time() - 
 def _numpy_reference_measured(root: Path, days: int) -> tuple[float, float, float]:
     """(wall s, CPU s) per symbol-day of the numpy reference over the bench lake, and the child's peak RSS MB."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _NUMPY_REFERENCE, str(root), "BTCUSDT"],
+        [sys.executable, "-c", _NUMPY_REFERENCE, str(root), SYMBOL],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
     )
@@ -147,7 +150,7 @@ def main() -> None:
     t0 = time.perf_counter()
     gen = (
         "import sys; sys.path.insert(0, 'tests'); from feature_lake import MarketParams, build_raw_lake; "
-        f"build_raw_lake({str(root)!r}, symbols=('BTCUSDT',), days={days!r}, "
+        f"build_raw_lake({str(root)!r}, symbols=({SYMBOL!r},), days={days!r}, "
         f"params=MarketParams(grid_ms={args.grid_ms}))"
     )
     subprocess.run([sys.executable, "-c", gen], check=True, cwd=Path(__file__).resolve().parent.parent)
