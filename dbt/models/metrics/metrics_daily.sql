@@ -4,7 +4,7 @@
     pre_hook="{{ delete_days() }}",
 ) }}
 -- Daily QC metrics per symbol for the dashboards and the QC tests: timestamp continuity (gaps over 1.5 grid
--- steps: rate and longest), crossed / locked books, books and trades dropped by staging, clip activity, spread
+-- steps: rate and longest), crossed / locked books, books dropped by staging, trade counts and receive lags, spread
 -- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
 -- best correlates with the mid's log return, and that correlation (trades printed on time lead the mid by 0).
 {%- set grid_us = (var('grid_ms') | int) * 1000 %}
@@ -40,10 +40,15 @@ trades AS (
     GROUP BY ALL
 ),
 flow AS (
+    -- the book's own values, before the train-fit clip (spread percentiles as the landing QC reports them,
+    -- feature_store/qc.py); reading int_book_features, not fct_features, also lets these metrics run beside fct_features
     SELECT
         symbol,
         date,
         net_taker_qty,
+        spread_bps,
+        rvol_60s,
+        is_warmup,
         {%- for k in range(-10, 11) %}
         {{ 'lead' if k > 0 else 'lag' }}(log_ret, {{ k | abs }}) OVER w AS ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -51,11 +56,16 @@ flow AS (
     WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
     WINDOW w AS (PARTITION BY symbol ORDER BY ts_us)
 ),
-sync_wide AS (
-    -- the correlation at every lag in one pass over flow (one aggregate per lag, not 21 stacked copies of the day)
+flow_daily AS (
+    -- the correlation at every lag in one pass over flow (one aggregate per lag, not 21 stacked copies of the day),
+    -- and the spread and volatility summaries
     SELECT
         symbol,
         date,
+        quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
+        quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
+        avg(rvol_60s) AS rvol_60s_mean,
+        avg(is_warmup::INTEGER) AS warmup_rate,
         {%- for k in range(-10, 11) %}
         corr(net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}) AS c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -68,23 +78,11 @@ sync_long AS (
         date,
         unnest([{% for k in range(-10, 11) %}{{ k }}{{ ', ' if not loop.last }}{% endfor %}]) AS lag_rows,
         unnest([{% for k in range(-10, 11) %}c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ', ' if not loop.last }}{% endfor %}]) AS c
-    FROM sync_wide
+    FROM flow_daily
 ),
 sync AS (
     SELECT symbol, date, arg_max(lag_rows, coalesce(c, -2)) AS best_lag_rows, max(c) AS best_corr
     FROM sync_long
-    GROUP BY ALL
-),
-spreads AS (
-    SELECT
-        symbol,
-        date,
-        quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
-        quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
-        avg(rvol_60s) AS rvol_60s_mean,
-        avg(is_warmup::INTEGER) AS warmup_rate
-    FROM {{ ref('fct_features') }}
-    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
     GROUP BY ALL
 )
 SELECT
@@ -101,12 +99,12 @@ SELECT
     t.mean_trade_recv_lag_s,
     s.best_lag_rows * {{ var('grid_ms') | int }} / 1000.0 AS sync_best_lag_s,
     s.best_corr AS sync_best_corr,
-    sp.spread_bps_p50,
-    sp.spread_bps_p99,
-    sp.rvol_60s_mean,
-    sp.warmup_rate
+    fd.spread_bps_p50,
+    fd.spread_bps_p99,
+    fd.rvol_60s_mean,
+    fd.warmup_rate
 FROM book_daily AS b
 LEFT JOIN raw_books AS r USING (symbol, date)
 LEFT JOIN trades AS t USING (symbol, date)
 LEFT JOIN sync AS s USING (symbol, date)
-LEFT JOIN spreads AS sp USING (symbol, date)
+LEFT JOIN flow_daily AS fd USING (symbol, date)
