@@ -27,6 +27,12 @@ trades AS (
     WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }}
 )
 {%- if STREAMING %},
+first_books AS (
+    SELECT book.symbol, book.ts_us, book.mid
+    FROM book
+    JOIN last_book AS lb USING (symbol)
+    WHERE book.ts_us < lb.first_ts_us + {{ max_horizon_us() }}
+),
 future_mids AS (
     SELECT
         symbol,
@@ -46,12 +52,14 @@ LEFT JOIN future_mids AS f
    AND f.ts_us = t.ts_us - (((t.ts_us - lb.first_ts_us) % {{ G }}) + {{ G }}) % {{ G }}
 WHERE t.ts_us >= lb.first_ts_us
 UNION ALL
--- trades before the first staged book (start of history): the grid row at or before t+h, one join a horizon
+-- trades before the first staged book (start of history): the grid row at or before t+h, one join a horizon, on
+-- the books of the first max horizon only (t + h < first book + h): the whole window would be four hash tables of
+-- the day's books, ~550 MB, to match no row on every day but the first
 SELECT {{ trade_markout_columns('b%d.mid', past_window=true) }}
 FROM trades AS t
 JOIN last_book AS lb USING (symbol)
 {%- for h in markout_horizons() %}
-LEFT JOIN book AS b{{ h }}
+LEFT JOIN first_books AS b{{ h }}
     ON b{{ h }}.symbol = t.symbol
    AND b{{ h }}.ts_us = t.ts_us + {{ h * 1000000 }} - (((t.ts_us + {{ h * 1000000 }} - lb.first_ts_us) % {{ G }}) + {{ G }}) % {{ G }}
 {%- endfor %}
