@@ -1,6 +1,6 @@
 """The two plans of the rolling features agree: on a regular grid with two symbols in one run (the streaming plan's
 running sums cross the symbols and subtract each symbol's base), `feature_plan: streaming` and `feature_plan: range`
-give the same book features and labels; an irregular grid refuses `streaming` by name.
+give the same trade flow, book features and labels; an irregular grid refuses `streaming` by name.
 
 Tolerance: as tests/test_features_reference.py (1e-9 relative and 1e-9 x the column's scale; 1e-6 for skewness and
 kurtosis, whose power sums lose digits to cancellation at the running sums' magnitude).  Also: staging dedupes
@@ -26,13 +26,14 @@ WINDOW = BuildWindow(DAY, DAY, train_start=DAY, train_end=DAY)
 @pytest.fixture(scope="module")
 def lakes(tmp_path_factory):
     streaming = tmp_path_factory.mktemp("plan_streaming")
-    build_raw_lake(
+    raw = build_raw_lake(
         streaming,
         symbols=("BTCUSDT", "ETHUSDT"),
         days=(DAY,),
         params=MarketParams(grid_ms=1000),
         day_seconds=21_600,
     )
+    write_raw(streaming, "trades", _trades_at_book_instants(raw))
     ranged = tmp_path_factory.mktemp("plan_range")
     shutil.copytree(streaming / "raw", ranged / "raw")
     run_dbt(streaming, "build", WINDOW, extra_vars={**VARS, "feature_plan": "streaming"})
@@ -40,17 +41,39 @@ def lakes(tmp_path_factory):
     return streaming, ranged
 
 
+def _trades_at_book_instants(raw: dict[str, pa.Table]) -> pa.Table:
+    """Trades stamped exactly at a symbol's first, 11th, 101st and last book (the synthetic trades fall strictly
+    between books): the grid plan of int_trade_flow rounds a trade up to the next grid point, the as-of plan looks
+    for the last book strictly before it."""
+    out = []
+    for k, symbol in enumerate(("BTCUSDT", "ETHUSDT")):
+        books = raw["book_snapshots"].filter(pc.equal(raw["book_snapshots"]["symbol"], symbol))
+        trades = raw["trades"].filter(pc.equal(raw["trades"]["symbol"], symbol)).slice(0, 4)
+        ts = books["ts"].take(pa.array([0, 10, 100, books.num_rows - 1]))
+        for name, values in (
+            ("ts", ts),
+            ("recv_ts", pc.add(ts, pa.scalar(2_000, pa.duration("us")))),
+            ("trade_id", pa.array([10**15 + 4 * k + i for i in range(4)], pa.int64())),
+        ):
+            i = trades.schema.get_field_index(name)
+            trades = trades.set_column(i, trades.schema.field(i), values.cast(trades.schema.field(i).type))
+        out.append(trades)
+    return pa.concat_tables(out)
+
+
 @pytest.mark.parametrize(
-    ("table", "key"),
+    ("table", "key", "min_rows"),
     [
-        ("int_book_features", "symbol, ts_us"),
-        ("fct_labels", "symbol, ts_us"),
-        ("fct_trade_markouts", "symbol, trade_id"),
+        # 43,200 books; trade flow has a row only for the books with trades before them.
+        ("int_trade_flow", "symbol, ts_us", 30_000),
+        ("int_book_features", "symbol, ts_us", 40_000),
+        ("fct_labels", "symbol, ts_us", 40_000),
+        ("fct_trade_markouts", "symbol, trade_id", 40_000),
     ],
 )
-def test_streaming_plan_equals_range_plan(lakes, table, key):
+def test_streaming_plan_equals_range_plan(lakes, table, key, min_rows):
     streaming, ranged = (warehouse_table(root, f"SELECT * FROM {table} ORDER BY {key}") for root in lakes)
-    assert streaming.num_rows == ranged.num_rows > 40_000
+    assert streaming.num_rows == ranged.num_rows > min_rows
     assert set(streaming["symbol"].to_pylist()) == {"BTCUSDT", "ETHUSDT"}
     for name in ranged.column_names:
         got = streaming[name].to_numpy(zero_copy_only=False)
