@@ -69,13 +69,17 @@ class BuildWindow:
 
 
 def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("dbt")
+    """`scalper-dbt` (feature_store/dbt_cli.py: dbt without the interpreter's teardown), else `dbt`: next to this
+    Python first, then on PATH."""
+    for name in ("scalper-dbt", "dbt"):
+        candidate = Path(sys.executable).with_name(name)
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("scalper-dbt") or shutil.which("dbt")
     if not found:
         raise FeatureBuildError(
-            "no `dbt` executable next to this Python or on PATH: install dbt-duckdb (pyproject)"
+            "no `scalper-dbt` or `dbt` executable next to this Python or on PATH: install this project "
+            "(pip install -e .), which installs dbt-duckdb"
         )
     return found
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from feature_lake import BAD_DAY, TEST_DAYS, shared_lake, warehouse_table
 
-from feature_store.feature_build import BuildWindow, run_dbt
+from feature_store.feature_build import BuildWindow, dbt_executable, run_dbt
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,15 @@ def lake():
 def _results(root):
     run = json.loads((root / ".dbt_target" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[2]: r["status"] for r in run["results"]}
+
+
+def test_builds_end_with_the_warehouse_closed(lake):
+    """The builds ran through scalper-dbt (feature_store/dbt_cli.py), which ends with os._exit: it must have closed
+    DuckDB itself, or the last checkpoint would be missing and a write-ahead log left beside the warehouse (the
+    last build, of the planted bad day, failed tests: the failing path closes it too)."""
+    assert dbt_executable().endswith("scalper-dbt")
+    assert (lake.root / "warehouse.duckdb").exists()
+    assert not (lake.root / "warehouse.duckdb.wal").exists()
 
 
 def test_planted_bad_day_fails_the_right_tests(lake):
