@@ -2,16 +2,17 @@
 
 After a `dbt build` has written its results, a normal exit spends a quarter of a second tearing down the
 interpreter (freeing the objects of dbt, agate and the DuckDB adapter one by one): the time a build of a 100 ms day
-spends outside its models went from 2.18 to 1.94 s (median of 4 alternating pairs, benchmarks/bench_features.py's
-measurement).  Here the DuckDB database is closed explicitly (its checkpoint: what dbt-duckdb's
-atexit hook leaves to garbage collection), the log handlers and standard streams are flushed, and the process
-ends with os._exit and dbt's exit code.  Arguments, output and exit codes are dbt's: `scalper-dbt --version`
-prints dbt's versions (dagster-dbt reads them); feature_build.dbt_executable picks this executable when installed.
+spends outside its models goes from 2.18 to 1.93 s (medians of 4 alternating pairs, measured as
+benchmarks/bench_features.py measures a build).  Here the DuckDB database is closed explicitly (its checkpoint,
+which dbt-duckdb's atexit hook leaves to garbage collection), the atexit handlers run, the standard streams are
+flushed, and the process ends with os._exit and dbt's exit code.  Arguments, output and exit codes are dbt's:
+`scalper-dbt --version` prints dbt's versions (dagster-dbt reads them); feature_build.dbt_executable picks this
+executable when it is installed.
 """
 
 from __future__ import annotations
 
-import logging
+import atexit
 import os
 import sys
 
@@ -54,7 +55,9 @@ def main() -> None:
     except Exception as exc:  # a failed close must not hide dbt's result, but is reported
         print(f"scalper-dbt: closing the DuckDB warehouse failed: {exc}", file=sys.stderr)
         code = code or 1
-    logging.shutdown()
+    # what a normal exit runs before the teardown: the atexit handlers (logging's flush, multiprocessing's release of
+    # the semaphores dbt's connection manager created, which its resource tracker would otherwise report as leaked)
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

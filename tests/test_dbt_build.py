@@ -24,12 +24,18 @@ def _results(root):
     return {r["unique_id"].split(".")[2]: r["status"] for r in run["results"]}
 
 
-def test_builds_end_with_the_warehouse_closed(lake):
-    """The builds ran through scalper-dbt (feature_store/dbt_cli.py), which ends with os._exit: it must have closed
+def test_builds_end_with_the_warehouse_closed(lake, tmp_path):
+    """The builds run through scalper-dbt (feature_store/dbt_cli.py), which ends with os._exit: it must have closed
     DuckDB itself, or the last checkpoint would be missing and a write-ahead log left beside the warehouse (the
-    last build, of the planted bad day, failed tests: the failing path closes it too)."""
+    shared lake's last build, of the planted bad day, failed tests: the failing path closes it too), and run the
+    exit handlers a normal exit runs (multiprocessing would report the semaphores of dbt's run as leaked)."""
     assert dbt_executable().endswith("scalper-dbt")
     assert (lake.root / "warehouse.duckdb").exists()
+    assert not (lake.root / "warehouse.duckdb.wal").exists()
+    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    proc = run_dbt(lake.root, "run", window, select="stg_funding_rates", target_path=tmp_path / "target")
+    assert "1 of 1 OK" in proc.stdout
+    assert proc.stderr == "", proc.stderr
     assert not (lake.root / "warehouse.duckdb.wal").exists()
 
 
