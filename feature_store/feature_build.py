@@ -69,7 +69,7 @@ class BuildWindow:
 
 
 def dbt_executable() -> str:
-    """`scalper-dbt` (feature_store/dbt_cli.py: dbt without the interpreter's teardown), else `dbt`: next to this
+    """`scalper-dbt` (dagster_project/dbt_cli.py: dbt without the interpreter's teardown), else `dbt`: next to this
     Python first, then on PATH."""
     for name in ("scalper-dbt", "dbt"):
         candidate = Path(sys.executable).with_name(name)

@@ -25,7 +25,7 @@ def _results(root):
 
 
 def test_builds_end_with_the_warehouse_closed(lake, tmp_path):
-    """The builds run through scalper-dbt (feature_store/dbt_cli.py), which ends with os._exit: it must have closed
+    """The builds run through scalper-dbt (dagster_project/dbt_cli.py), which ends with os._exit: it must have closed
     DuckDB itself, or the last checkpoint would be missing and a write-ahead log left beside the warehouse (the
     shared lake's last build, of the planted bad day, failed tests: the failing path closes it too), and run the
     exit handlers a normal exit runs (multiprocessing would report the semaphores of dbt's run as leaked)."""

@@ -7,7 +7,7 @@ benchmarks/bench_features.py measures a build).  Here the DuckDB database is clo
 which dbt-duckdb's atexit hook leaves to garbage collection), the atexit handlers run, the standard streams are
 flushed, and the process ends with os._exit and dbt's exit code.  Arguments, output and exit codes are dbt's:
 `scalper-dbt --version` prints dbt's versions (dagster-dbt reads them); feature_build.dbt_executable picks this
-executable when it is installed.
+executable when it is installed.  It lives here, with the other dbt glue, because feature_store imports no dbt.
 """
 
 from __future__ import annotations
