@@ -48,30 +48,17 @@ trades AS (
     JOIN span AS s USING (symbol)
     WHERE t.ts_us >= {{ LOWER }} AND t.ts_us < {{ range_end_us() }} AND t.ts_us > s.lo AND t.ts_us <= s.hi
 ),
-matched AS (
-    SELECT
-        t.symbol,
-        t.row_ts_us AS ts_us,
-        t.ts_us AS trade_ts_us,
-        t.recv_ts_us,
-        t.price,
-        t.qty,
-        t.side,
-        b.bid_px_1,
-        b.ask_px_1
-    FROM trades AS t
-    JOIN books AS b ON b.symbol = t.symbol AND b.ts_us = t.row_ts_us - {{ G }}
-)
 {%- else %}
 trades AS (
     SELECT symbol, ts_us, recv_ts_us, price, qty, side
     FROM {{ ref('stg_trades') }}
     WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
+{%- endif %}
 matched AS (
     SELECT
         t.symbol,
-        b.next_ts_us AS ts_us,
+        {{ 't.row_ts_us' if GRID else 'b.next_ts_us' }} AS ts_us,
         t.ts_us AS trade_ts_us,
         t.recv_ts_us,
         t.price,
@@ -80,9 +67,12 @@ matched AS (
         b.bid_px_1,
         b.ask_px_1
     FROM trades AS t
+    {%- if GRID %}
+    JOIN books AS b ON b.symbol = t.symbol AND b.ts_us = t.row_ts_us - {{ G }}
+    {%- else %}
     ASOF JOIN books AS b ON t.symbol = b.symbol AND t.ts_us > b.ts_us
+    {%- endif %}
 )
-{%- endif %}
 SELECT
     symbol,
     ts_us,
