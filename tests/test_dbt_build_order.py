@@ -35,6 +35,7 @@ VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
 MODELS = {
     "stg_book_snapshots": "symbol, ts_us",
     "stg_trades": "symbol, trade_id",
+    "int_trade_flow": "symbol, ts_us",
     "int_book_features_flow": "symbol, ts_us",
     "int_book_features_returns": "symbol, ts_us",
     "fct_features": "symbol, ts_us",

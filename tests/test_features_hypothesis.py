@@ -33,6 +33,7 @@ ORDER = [
     "staging/stg_funding_rates",
     "staging/stg_mark_prices",
     "staging/stg_onchain_metrics",
+    "intermediate/int_trade_flow",
     "intermediate/int_book_features_flow",
     "intermediate/int_book_features_returns",
     "intermediate/int_book_features",

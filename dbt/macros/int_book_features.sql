@@ -3,16 +3,9 @@
     (symbol, ts_us)): each streaming plan keeps one core busy, so a day's features take the time of the longer part
     instead of both (benchmarks/bench_features.py).
     part 'flow': the book's shape (mid, spread, imbalances, weighted mid, queues), OFI, trade flow, depletion and
-        cancels; reads the trade flow (int_trade_flow, an ephemeral model: a CTE of this part).
+        cancels; reads the trade flow.
     part 'returns': log returns, realized volatility, skew / kurtosis, the regime inputs and the funding, mark-price
-        and on-chain values as of each book; reads no trade flow. -#}
-{#- The first staged row the book features read: the warm-up, reaching back to each symbol's last staged book before
-    the range when that is older (a gap across midnight longer than the warm-up), so that the range's first rows
-    difference against the same previous book whatever order the days were built in.  Also int_trade_flow's. -#}
-{% macro int_book_features_lower_us() -%}
-  least({{ range_start_us() }} - {{ warmup_us() }}, {{ last_row_before_range_us(ref('stg_book_snapshots')) }})
-{%- endmacro %}
-
+        and on-chain values as of each book; reads no trade flow, so it runs beside int_trade_flow. -#}
 {% macro int_book_features(part) -%}
 {%- if part not in ('flow', 'returns') -%}
   {{ exceptions.raise_compiler_error("int_book_features(part): part " ~ part ~ " is not one of flow, returns") }}
@@ -21,7 +14,10 @@
 {%- set M = ofi_levels() -%}
 {%- set FW = flow_window() -%}
 {%- set W = var('regime_window_s') | int -%}
-{%- set LOWER = int_book_features_lower_us() -%}
+{#- the warm-up, reaching back to each symbol's last staged book before the range when that is older (a gap across
+    midnight longer than the warm-up): the range's first rows difference against the same previous book whatever
+    order the days were built in -#}
+{%- set LOWER = 'least(' ~ range_start_us() ~ ' - ' ~ warmup_us() ~ ', ' ~ last_row_before_range_us(ref('stg_book_snapshots')) ~ ')' -%}
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), LOWER, range_end_us(),
         ofi_l1_windows() + tfi_windows() + rvol_windows() + moment_windows() + [FW, W]) -%}

@@ -1,14 +1,16 @@
-{{ config(materialized='ephemeral') }}
+{{ config(
+    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
+) }}
+{%- set LOWER = last_row_before_range_us(ref('stg_book_snapshots')) %}
 -- Trades aligned as-of to the book grid: a trade at time u belongs to the first book snapshot at or after u
 -- (the book it is visible in), so the aggregates of the row at t cover trades in (t_prev, t].  "At best" means
 -- executed exactly at the best price of the book the trade hit (the last book strictly before it), i.e. the
 -- volume that consumed the displayed best queue.
--- Ephemeral: a CTE of int_book_features_flow, its only reader, over the same rows (from the range's warm-up start,
--- or each symbol's last staged book before the range when that is older; int_book_features.sql).  The first of
--- those books has no book before it, so its row has no trades; the rows of the range never reach back that far
--- (every trade-flow window is shorter than the warm-up).  A table of its own cost a write, a uniqueness test and a
--- node on the longest path of a build.
-{%- set LOWER = int_book_features_lower_us() %}
+-- A run writes the rows of [start_date, end_date] only: a row at t depends only on the trades and books at or
+-- before t, so later days change nothing before the range.  It reads from each symbol's last staged book before
+-- the range on,
+-- so the range's first row takes the previous day's trades after that book (a fixed warm-up would leave the
+-- first book of the warm-up without the book before it, and its row without its trades).
 {%- set GRID = staged_grid_is_regular(ref('stg_book_snapshots'), LOWER, range_end_us(), []) %}
 {%- set G = (var('grid_ms') | int) * 1000 %}
 WITH books AS (
@@ -83,4 +85,5 @@ SELECT
     max(trade_ts_us) AS last_trade_ts_us,
     avg(recv_ts_us - trade_ts_us) AS mean_recv_lag_us
 FROM matched
+WHERE ts_us >= {{ range_start_us() }}
 GROUP BY symbol, ts_us

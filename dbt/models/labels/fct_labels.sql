@@ -4,7 +4,7 @@
 ) }}
 -- depends_on: {{ ref('int_book_features_returns') }}
 -- (for scheduling only, as in fct_trade_markouts: the labels read no features, but waiting for the returns part
--- lets dbt start the flow part of the features first, on the longest path of a build)
+-- lets dbt run int_trade_flow and then the flow part of the features first, on the longest path of a build)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}

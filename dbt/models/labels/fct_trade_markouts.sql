@@ -4,8 +4,8 @@
 ) }}
 -- depends_on: {{ ref('int_book_features_returns') }}
 -- (for scheduling only: the markouts read no features, but dbt starts ready models by graph depth and then name,
--- which put them ahead of the flow part of the features, the longest path of a build; waiting for the returns
--- part, they run beside the flow part instead)
+-- which put them ahead of int_trade_flow and so of the flow part of the features, the longest path of a build;
+-- waiting for the returns part, they run beside the flow part instead)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}
