@@ -21,6 +21,7 @@ from feature_store.feature_build import BuildWindow, FeatureBuildError, run_dbt
 DAY = "2024-01-01"
 VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
 WINDOW = BuildWindow(DAY, DAY, train_start=DAY, train_end=DAY)
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def lakes(tmp_path_factory):
     streaming = tmp_path_factory.mktemp("plan_streaming")
     raw = build_raw_lake(
         streaming,
-        symbols=("BTCUSDT", "ETHUSDT"),
+        symbols=SYMBOLS,
         days=(DAY,),
         params=MarketParams(grid_ms=1000),
         day_seconds=21_600,
@@ -46,7 +47,7 @@ def _trades_at_book_instants(raw: dict[str, pa.Table]) -> pa.Table:
     between books): the grid plan of int_trade_flow rounds a trade up to the next grid point, the as-of plan looks
     for the last book strictly before it."""
     out = []
-    for k, symbol in enumerate(("BTCUSDT", "ETHUSDT")):
+    for k, symbol in enumerate(SYMBOLS):
         books = raw["book_snapshots"].filter(pc.equal(raw["book_snapshots"]["symbol"], symbol))
         trades = raw["trades"].filter(pc.equal(raw["trades"]["symbol"], symbol)).slice(0, 4)
         ts = books["ts"].take(pa.array([0, 10, 100, books.num_rows - 1]))
@@ -74,7 +75,7 @@ def _trades_at_book_instants(raw: dict[str, pa.Table]) -> pa.Table:
 def test_streaming_plan_equals_range_plan(lakes, table, key, min_rows):
     streaming, ranged = (warehouse_table(root, f"SELECT * FROM {table} ORDER BY {key}") for root in lakes)
     assert streaming.num_rows == ranged.num_rows > min_rows
-    assert set(streaming["symbol"].to_pylist()) == {"BTCUSDT", "ETHUSDT"}
+    assert set(streaming["symbol"].to_pylist()) == set(SYMBOLS)
     for name in ranged.column_names:
         got = streaming[name].to_numpy(zero_copy_only=False)
         want = ranged[name].to_numpy(zero_copy_only=False)

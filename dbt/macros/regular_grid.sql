@@ -22,7 +22,7 @@
   {%- if not execute or var('feature_plan', 'auto') == 'range' -%}
     {{ return(false) }}
   {%- endif -%}
-  {%- set g = (var('grid_ms') | int) * 1000 -%}
+  {%- set g = grid_us() -%}
   {%- for s in window_seconds -%}
     {%- if (s * 1000000) % g != 0 -%}{{ return(false) }}{%- endif -%}
   {%- endfor -%}
@@ -43,9 +43,14 @@
   {{ return(row[0] > 0 and row[1]) }}
 {% endmacro %}
 
+{#- The book grid's step in microseconds (var grid_ms). -#}
+{% macro grid_us() -%}
+  {{ return((var('grid_ms') | int) * 1000) }}
+{%- endmacro %}
+
 {#- Rows in a window of `seconds` on the grid. -#}
 {% macro grid_rows(seconds) -%}
-  {{ ((seconds * 1000000) // ((var('grid_ms') | int) * 1000)) | int }}
+  {{ ((seconds * 1000000) // grid_us()) | int }}
 {%- endmacro %}
 
 {#- DuckDB streams lag() only for offsets below 2048 rows; a longer lag is a chain of shorter ones over successive

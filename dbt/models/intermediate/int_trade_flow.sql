@@ -12,7 +12,7 @@
 -- so the range's first row takes the previous day's trades after that book (a fixed warm-up would leave the
 -- first book of the warm-up without the book before it, and its row without its trades).
 {%- set GRID = staged_grid_is_regular(ref('stg_book_snapshots'), LOWER, range_end_us(), []) %}
-{%- set G = (var('grid_ms') | int) * 1000 %}
+{%- set G = grid_us() %}
 WITH books AS (
     SELECT
         symbol,

@@ -9,7 +9,7 @@
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}
-{%- set G = (var('grid_ms') | int) * 1000 %}
+{%- set G = grid_us() %}
 -- Trade markouts per trade, from the aggressor's side d (+1 buy, -1 sell): d * (m(t+h) - p) / p * 1e4 bps, with
 -- m(t+h) the mid of the last book snapshot at or before t+h; NULL while t+h lies beyond the staged books.
 -- On a regular staged grid the snapshot at or before t+h is a computed grid time: one equality join per trade on

@@ -7,7 +7,6 @@
 -- steps: rate and longest), crossed / locked books, books dropped by staging, trade counts and receive lags, spread
 -- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
 -- best correlates with the mid's log return, and that correlation (trades printed on time lead the mid by 0).
-{%- set grid_us = (var('grid_ms') | int) * 1000 %}
 WITH book AS (
     SELECT symbol, date, ts_us, is_crossed, is_locked, bid_sz_1, ask_sz_1,
            ts_us - lag(ts_us) OVER (PARTITION BY symbol ORDER BY ts_us) AS step_us
@@ -19,7 +18,7 @@ book_daily AS (
         symbol,
         date,
         count(*) AS book_rows,
-        count(*) FILTER (WHERE step_us > {{ grid_us * 1.5 }}) / count(*) AS gap_rate,
+        count(*) FILTER (WHERE step_us > {{ grid_us() * 1.5 }}) / count(*) AS gap_rate,
         coalesce(max(step_us), 0) / 1e6 AS max_gap_s,
         avg(is_crossed::INTEGER) AS crossed_rate,
         avg(is_locked::INTEGER) AS locked_rate,
