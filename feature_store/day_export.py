@@ -12,16 +12,13 @@ import os
 import shutil
 
 from feature_store.feature_build import BuildWindow
+from feature_store.sql_text import literal
 
 # zstd level 1 with Parquet 2.x data pages (DELTA_BINARY_PACKED integers, dictionaries kept where they pay): a day of
 # fct_features (864k rows) takes 2.1 CPU-s instead of 3.1 with the defaults (level 3, Parquet 1.0 pages) and the
 # file is 3 % smaller, with the same rows; pyarrow, polars and DuckDB read it (measured: this COPY over one day of the
 # benchmark lake, benchmarks/bench_features.py, median of 4 runs).
 PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2)"
-
-
-def _literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def export_days(session, table: str, window: BuildWindow, lake: str):
@@ -37,8 +34,8 @@ def export_days(session, table: str, window: BuildWindow, lake: str):
         os.makedirs(folder)
         session.execute(
             f"COPY (SELECT * EXCLUDE (symbol, date) FROM {table} "
-            f"WHERE symbol = {_literal(symbol)} AND date = {_literal(day)}) "
-            f"TO {_literal(os.path.join(folder, 'part_0.parquet'))} {PARQUET_OPTIONS}"
+            f"WHERE symbol = {literal(symbol)} AND date = {literal(day)}) "
+            f"TO {literal(os.path.join(folder, 'part_0.parquet'))} {PARQUET_OPTIONS}"
         )
     return session.sql(
         f"SELECT symbol, date, count(*) AS exported_rows FROM {table} "

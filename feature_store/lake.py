@@ -26,6 +26,7 @@ from loguru import logger
 
 from feature_store.instruments import known_symbols
 from feature_store.records import BOOK_LEVELS, RECORD_TYPES, RecordType, conform, record_type
+from feature_store.sql_text import literal
 
 ZONES = ("raw", "quarantine", "features", "metrics", "state", "snapshots")
 # Row groups of 128k rows: readers (dbt staging) decode a day's 20-level lists a group at a time, not all at once.
@@ -368,13 +369,9 @@ def _partition_predicate(partitions: list[tuple[str, str]]) -> str:
         by_symbol.setdefault(symbol, []).append(date)
     clauses = []
     for symbol, dates in sorted(by_symbol.items()):
-        quoted = ", ".join(f"'{_sql_literal(d)}'" for d in sorted(dates))
-        clauses.append(f"(symbol = '{_sql_literal(symbol)}' AND date IN ({quoted}))")
+        quoted = ", ".join(literal(d) for d in sorted(dates))
+        clauses.append(f"(symbol = {literal(symbol)} AND date IN ({quoted}))")
     return " OR ".join(clauses) if clauses else "false"
-
-
-def _sql_literal(value: str) -> str:
-    return value.replace("'", "''")
 
 
 def _dedupe(rtype: RecordType, table: pa.Table) -> tuple[pa.Table, int]:

@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from feature_store.sql_text import ident, literal
+
 # Reader features whose data is fully described by the active files and the table schema.
 _HONOURED_READER_FEATURES = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
 
@@ -58,16 +60,14 @@ class DeltaFileScan:
 
     def sql(self) -> str:
         """A SELECT with the table's columns, types and order; a filter on partition columns prunes files."""
-        select = ", ".join(
-            f"CAST({_ident(name)} AS {dtype}) AS {_ident(name)}" for name, dtype in self.columns
-        )
+        select = ", ".join(f"CAST({ident(name)} AS {dtype}) AS {ident(name)}" for name, dtype in self.columns)
         if not self.files:
-            empty = ", ".join(f"CAST(NULL AS {dtype}) AS {_ident(name)}" for name, dtype in self.columns)
+            empty = ", ".join(f"CAST(NULL AS {dtype}) AS {ident(name)}" for name, dtype in self.columns)
             return f"SELECT {empty} WHERE false"
-        files = ", ".join(_literal(f) for f in self.files)
+        files = ", ".join(literal(f) for f in self.files)
         options = ", hive_partitioning = false"
         if self.partition_columns:
-            types = ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in self.partition_columns)
+            types = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in self.partition_columns)
             options = f", hive_partitioning = true, hive_types = {{{types}}}, hive_types_autocast = false"
         return f"SELECT {select} FROM read_parquet([{files}]{options})"
 
@@ -144,7 +144,9 @@ def _check_partition_paths(
     partitioning reads back), in the order of the partition columns, right above the file."""
     if not partition_columns:
         return
-    actions = pa.table(dt.get_add_actions(flatten=True))
+    # through the Arrow C stream, not pa.table(): pa.table first asks whether its argument is a pandas DataFrame,
+    # which imports pandas (0.2 s of every dbt build, on its first model)
+    actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
     # the log's paths are URI-encoded; file_uris() and the folders on disk are not
     paths = [unquote(p) for p in actions.column("path").to_pylist()]
     columns = [actions.column(f"partition.{c}").to_pylist() for c in partition_columns]
@@ -181,17 +183,9 @@ def _duckdb_type(table_uri: str, column: str, delta_type) -> str:
         return f"MAP({key}, {_duckdb_type(table_uri, column, delta_type['valueType'])})"
     elif delta_type["type"] == "struct":
         fields = ", ".join(
-            f"{_ident(f['name'])} {_duckdb_type(table_uri, column, f['type'])}" for f in delta_type["fields"]
+            f"{ident(f['name'])} {_duckdb_type(table_uri, column, f['type'])}" for f in delta_type["fields"]
         )
         return f"STRUCT({fields})"
     raise UnsupportedDeltaTable(
         f"Delta table {table_uri}: column {column!r} has a type {delta_type!r} without a mapping"
     )
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
