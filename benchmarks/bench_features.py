@@ -65,7 +65,7 @@ from deltalake import DeltaTable
 from feature_store.raw_scan import delta_file_scan
 path, day, read, threads = sys.argv[1:5]
 con = duckdb.connect()
-con.execute(f"SET threads = {threads}; SET memory_limit = '550MB'; SET preserve_insertion_order = false; "
+con.execute(f"SET threads = {threads}; SET memory_limit = '650MB'; SET preserve_insertion_order = false; "
           "SET enable_progress_bar = false")
 if read == "dataset":
     con.register("books", DeltaTable(path).to_pyarrow_dataset())

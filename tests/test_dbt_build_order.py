@@ -36,8 +36,7 @@ MODELS = {
     "stg_book_snapshots": "symbol, ts_us",
     "stg_trades": "symbol, trade_id",
     "int_trade_flow": "symbol, ts_us",
-    "int_book_features_flow": "symbol, ts_us",
-    "int_book_features_returns": "symbol, ts_us",
+    "int_book_features_train": "symbol, ts_us",
     "fct_features": "symbol, ts_us",
     "fct_labels": "symbol, ts_us",
     "fct_trade_markouts": "symbol, trade_id",
@@ -157,10 +156,11 @@ def test_train_fits_are_kept_until_their_input_changes(lakes, fit):
 
 
 def test_a_new_train_split_refits(lakes, tmp_path):
-    """A run under another train split refits every fit although it rebuilds no train day."""
+    """A run under another train split refits every fit: the split grows to days 1..2, and the run rebuilds day 2,
+    its new day (int_book_features_train keeps the features of train days as they were built)."""
     shutil.copytree(lakes["in order"], tmp_path, dirs_exist_ok=True)
     before = warehouse_table(tmp_path, "SELECT n_train FROM regime_thresholds")["n_train"].to_pylist()
-    window = BuildWindow(DAYS[2], DAYS[2], train_start=DAYS[0], train_end=DAYS[1])
+    window = BuildWindow(DAYS[1], DAYS[1], train_start=DAYS[0], train_end=DAYS[1])
     run_dbt(tmp_path, "build", window, exclude="resource_type:test", extra_vars=VARS)
     for fit in FITS:
         windows = warehouse_table(tmp_path, f"SELECT DISTINCT train_window FROM {fit}")[
@@ -172,15 +172,10 @@ def test_a_new_train_split_refits(lakes, tmp_path):
 
 
 def test_a_refit_over_a_split_with_unbuilt_features_is_refused(lakes, tmp_path):
-    """A fit over a train split whose staged books lack their features (here day 1's rows deleted from the flow
-    part, as in a lake built before int_book_features had two parts) fails and names the days to build, instead of
-    silently fitting day 2 alone."""
-    import duckdb
-
+    """A fit over a train split whose days were not all built under it (day 2 was built while the split was day 1,
+    so int_book_features_train lacks it) fails and names the days to build, instead of silently fitting day 1
+    alone."""
     shutil.copytree(lakes["in order"], tmp_path, dirs_exist_ok=True)
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    con.execute(f"DELETE FROM int_book_features_flow WHERE date = '{DAYS[0]}'")
-    con.close()
     window = BuildWindow(DAYS[2], DAYS[2], train_start=DAYS[0], train_end=DAYS[1])
     with pytest.raises(FeatureBuildError, match=rf"--start {DAYS[0]} --end {DAYS[1]}"):
         run_dbt(tmp_path, "build", window, exclude="resource_type:test", extra_vars=VARS)

@@ -67,7 +67,8 @@ def _trades_at_book_instants(raw: dict[str, pa.Table]) -> pa.Table:
     [
         # 43,200 books; trade flow has a row only for the books with trades before them.
         ("int_trade_flow", "symbol, ts_us", 30_000),
-        ("int_book_features", "symbol, ts_us", 40_000),
+        # the book features of the train days, here the whole day (the train split is DAY)
+        ("int_book_features_train", "symbol, ts_us", 40_000),
         ("fct_labels", "symbol, ts_us", 40_000),
         ("fct_trade_markouts", "symbol, trade_id", 40_000),
     ],
@@ -103,7 +104,7 @@ def test_streaming_plan_refuses_an_irregular_grid(tmp_path):
             tmp_path,
             "run",
             WINDOW,
-            select="+int_book_features",
+            select="+int_book_features_train",
             extra_vars={**VARS, "feature_plan": "streaming"},
         )
 

@@ -1,11 +1,10 @@
-{#- The book-level features per snapshot, before any train-fit step, in two parts that dbt builds side by side
-    (models/intermediate/int_book_features_flow.sql and _returns.sql; the view int_book_features joins them on
-    (symbol, ts_us)): each streaming plan keeps one core busy, so a day's features take the time of the longer part
-    instead of both (benchmarks/bench_features.py).
+{#- The book-level features per snapshot, before any train-fit step, in two parts (the ephemeral models
+    models/intermediate/int_book_features_flow.sql and _returns.sql, which int_book_features joins on
+    (symbol, ts_us)), each with its own streaming plan over the time-sorted staged books.
     part 'flow': the book's shape (mid, spread, imbalances, weighted mid, queues), OFI, trade flow, depletion and
         cancels; reads the trade flow.
     part 'returns': log returns, realized volatility, skew / kurtosis, the regime inputs and the funding, mark-price
-        and on-chain values as of each book; reads no trade flow, so it runs beside int_trade_flow. -#}
+        and on-chain values as of each book; reads no trade flow. -#}
 {% macro int_book_features(part) -%}
 {%- if part not in ('flow', 'returns') -%}
   {{ exceptions.raise_compiler_error("int_book_features(part): part " ~ part ~ " is not one of flow, returns") }}

@@ -39,12 +39,12 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- A fit reads the train split from int_book_features: refuse one over a split whose staged books are not all there
-    (days staged by a run that failed before the features, or a lake built before int_book_features had its two
-    parts), since it would silently fit fewer days. -#}
+{#- A fit reads the train split from int_book_features_train: refuse one over a split whose staged books are not all
+    there (days staged by a run that failed before the features, days built while the train split was another one,
+    or a lake built before int_book_features_train existed), since it would silently fit fewer days. -#}
 {% macro assert_train_split_built() %}
   {#- the refs outside the execute check, so that dbt's parse records them -#}
-  {%- set staged, features = ref('stg_book_snapshots'), ref('int_book_features_flow') -%}
+  {%- set staged, features = ref('stg_book_snapshots'), ref('int_book_features_train') -%}
   {%- if not execute -%}{{ return(none) }}{%- endif -%}
   {%- set query -%}
     SELECT
@@ -53,7 +53,7 @@
   {%- endset -%}
   {%- set row = run_query(query).rows[0] -%}
   {%- if row[0] != row[1] -%}
-    {{ exceptions.raise_compiler_error("train split " ~ train_window_label() ~ ": int_book_features holds "
+    {{ exceptions.raise_compiler_error("train split " ~ train_window_label() ~ ": int_book_features_train holds "
         ~ row[1] ~ " of the " ~ row[0] ~ " staged books, so " ~ this.identifier ~ " would be fit on part of it: "
         ~ "build the train days first (scalper features build --start " ~ build_window('train_start') ~ " --end "
         ~ build_window('train_end') ~ ")") }}

@@ -1,4 +1,2 @@
-{{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
-) }}
+{{ config(materialized='ephemeral') }}
 {{ int_book_features('flow') }}

@@ -2,10 +2,10 @@
     pre_hook="{{ delete_range('ts_us', markouts_start_us(), range_end_us()) }}",
     on_schema_change='fail',
 ) }}
--- depends_on: {{ ref('int_book_features_returns') }}
--- (for scheduling only: the markouts read no features, but dbt starts ready models by graph depth and then name,
--- which put them ahead of int_trade_flow and so of the flow part of the features, the longest path of a build;
--- waiting for the returns part, they run beside the flow part instead)
+-- depends_on: {{ ref('regime_thresholds') }}
+-- (for scheduling only: the markouts read no features or fits, but dbt starts ready models by graph level and then by
+-- name, which put them ahead of int_trade_flow and of the train-fit models, on the longest path of a build, to
+-- fct_features; at the level of fct_features they run beside it instead)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}

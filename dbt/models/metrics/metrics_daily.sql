@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='append',
     pre_hook="{{ delete_days() }}",
+    on_schema_change='sync_all_columns',
 ) }}
 -- Daily QC metrics per symbol for the dashboards and the QC tests: timestamp continuity (gaps over 1.5 grid
 -- steps: rate and longest), crossed / locked books, books dropped by staging, trade counts and receive lags, spread
@@ -38,33 +39,41 @@ trades AS (
     WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
     GROUP BY ALL
 ),
+book_flow AS (
+    -- from the staged book and the trade flow, not the features: the spread before the train-fit clip (as the
+    -- landing QC reports it, feature_store/qc.py), and these metrics run beside fct_features instead of after it
+    SELECT
+        b.symbol,
+        b.date,
+        b.ts_us,
+        (b.ask_px_1 - b.bid_px_1) / ((b.ask_px_1 + b.bid_px_1) / 2) * 1e4 AS spread_bps,
+        coalesce(t.buy_qty, 0.0) - coalesce(t.sell_qty, 0.0) AS net_taker_qty,
+        {{ book_log_ret('lag(%s) OVER (PARTITION BY b.symbol ORDER BY b.ts_us)') }} AS log_ret
+    FROM {{ ref('stg_book_snapshots') }} AS b
+    LEFT JOIN {{ ref('int_trade_flow') }} AS t
+        ON t.symbol = b.symbol AND t.ts_us = b.ts_us AND t.ts_us >= {{ range_start_us() }}
+    WHERE b.ts_us >= {{ range_start_us() }} AND b.ts_us < {{ range_end_us() }}
+),
 flow AS (
-    -- the book's own values, before the train-fit clip (spread percentiles as the landing QC reports them,
-    -- feature_store/qc.py); reading int_book_features, not fct_features, also lets these metrics run beside fct_features
     SELECT
         symbol,
         date,
         net_taker_qty,
         spread_bps,
-        rvol_60s,
-        is_warmup,
         {%- for k in range(-10, 11) %}
         {{ 'lead' if k > 0 else 'lag' }}(log_ret, {{ k | abs }}) OVER w AS ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
         {%- endfor %}
-    FROM {{ ref('int_book_features') }}
-    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+    FROM book_flow
     WINDOW w AS (PARTITION BY symbol ORDER BY ts_us)
 ),
 flow_daily AS (
     -- the correlation at every lag in one pass over flow (one aggregate per lag, not 21 stacked copies of the day),
-    -- and the spread and volatility summaries
+    -- and the spread percentiles
     SELECT
         symbol,
         date,
         quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
         quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
-        avg(rvol_60s) AS rvol_60s_mean,
-        avg(is_warmup::INTEGER) AS warmup_rate,
         {%- for k in range(-10, 11) %}
         corr(net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}) AS c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -99,9 +108,7 @@ SELECT
     s.best_lag_rows * {{ var('grid_ms') | int }} / 1000.0 AS sync_best_lag_s,
     s.best_corr AS sync_best_corr,
     fd.spread_bps_p50,
-    fd.spread_bps_p99,
-    fd.rvol_60s_mean,
-    fd.warmup_rate
+    fd.spread_bps_p99
 FROM book_daily AS b
 LEFT JOIN raw_books AS r USING (symbol, date)
 LEFT JOIN trades AS t USING (symbol, date)

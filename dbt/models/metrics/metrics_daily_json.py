@@ -1,5 +1,7 @@
 """Daily metrics JSON for the dashboards: one file per day at <lake>/features/metrics/<day>.json holding the
-metrics_daily rows of every symbol that day (rebuilt days are rewritten)."""
+metrics_daily rows of every symbol that day, each with two summaries of that day's published features:
+rvol_60s_mean (the mean 60 s realized volatility, as clipped in fct_features) and warmup_rate (the share of warm-up
+rows).  Rebuilt days are rewritten."""
 
 import json
 import os
@@ -13,8 +15,27 @@ def model(dbt, session):
     window = BuildWindow.from_env()  # the build window (dbt/macros/partitions.sql: build_window)
     start, end = window.start_date, window.end_date
     lake = os.environ.get("SCALPER_LAKE", "lake")
-    metrics = dbt.ref("metrics_daily").filter(f"date BETWEEN '{start}' AND '{end}'").order("date, symbol")
-    table = metrics.arrow().read_all()
+    dbt.ref("metrics_daily")
+    dbt.ref("fct_features")
+    days = f"date BETWEEN {literal(start)} AND {literal(end)}"
+    table = (
+        session.sql(
+            f"""
+        SELECT m.*, f.rvol_60s_mean, f.warmup_rate
+        FROM metrics_daily AS m
+        LEFT JOIN (
+            SELECT symbol, date, avg(rvol_60s) AS rvol_60s_mean, avg(is_warmup::INTEGER) AS warmup_rate
+            FROM fct_features
+            WHERE {days}
+            GROUP BY ALL
+        ) AS f USING (symbol, date)
+        WHERE m.{days}
+        ORDER BY date, symbol
+        """
+        )
+        .arrow()
+        .read_all()
+    )
     folder = os.path.join(lake, "features", "metrics")
     os.makedirs(folder, exist_ok=True)
     rows = table.to_pylist()

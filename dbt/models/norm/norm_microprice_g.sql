@@ -15,7 +15,7 @@ WITH train AS (
         least(floor(imbalance_ratio * {{ NI }}), {{ NI - 1 }})::INTEGER AS imb_bucket,
         least(greatest(round(spread_ticks), 1), {{ NS }})::INTEGER AS spread_bucket,
         i.tick_size
-    FROM {{ ref('int_book_features') }} AS f
+    FROM {{ ref('int_book_features_train') }} AS f
     JOIN {{ ref('instruments') }} AS i USING (symbol, market)
     WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }} AND NOT is_warmup
 ),

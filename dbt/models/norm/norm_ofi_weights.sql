@@ -7,7 +7,7 @@
 {% call train_fit() %}
 WITH RECURSIVE train AS (
     SELECT *
-    FROM {{ ref('int_book_features') }}
+    FROM {{ ref('int_book_features_train') }}
     WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }} AND NOT is_warmup
 ),
 cov AS (

@@ -5,7 +5,7 @@
 {% call train_fit() %}
 WITH train AS (
     SELECT symbol, regime_trend / nullif(regime_rvol, 0) AS score, regime_rvol
-    FROM {{ ref('int_book_features') }}
+    FROM {{ ref('int_book_features_train') }}
     WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }} AND NOT is_warmup
 )
 SELECT
