@@ -1,15 +1,9 @@
-{#- The book-level features per snapshot, before any train-fit step, in two parts (the ephemeral models
-    models/intermediate/int_book_features_flow.sql and _returns.sql, which int_book_features joins on
-    (symbol, ts_us)), each with its own streaming plan over the time-sorted staged books.
-    part 'flow': the book's shape (mid, spread, imbalances, weighted mid, queues), OFI, trade flow, depletion and
-        cancels; reads the trade flow.
-    part 'returns': log returns, realized volatility, skew / kurtosis, the regime inputs and the funding, mark-price
-        and on-chain values as of each book; reads no trade flow. -#}
-{% macro int_book_features(part) -%}
-{%- if part not in ('flow', 'returns') -%}
-  {{ exceptions.raise_compiler_error("int_book_features(part): part " ~ part ~ " is not one of flow, returns") }}
-{%- endif -%}
-{%- set FLOW = part == 'flow' -%}
+{#- The book-level features per snapshot, before any train-fit step, in one pass over the time-sorted staged books
+    (the ephemeral model int_book_features, computed inside fct_features and int_book_features_train): the book's
+    shape (mid, spread, imbalances, weighted mid, queues), OFI, trade flow, depletion and cancels; log returns,
+    realized volatility, skew / kurtosis and the regime inputs; the funding, mark-price and on-chain values as of each
+    book. -#}
+{% macro int_book_features() -%}
 {%- set M = ofi_levels() -%}
 {%- set FW = flow_window() -%}
 {%- set W = var('regime_window_s') | int -%}
@@ -20,7 +14,7 @@
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), LOWER, range_end_us(),
         ofi_l1_windows() + tfi_windows() + rvol_windows() + moment_windows() + [FW, W]) -%}
--- Book-level features per snapshot, part {{ part }} (macros/int_book_features.sql).  Rolling statistics use the
+-- Book-level features per snapshot (macros/int_book_features.sql).  Rolling statistics use the
 -- trailing window (t - W, t] on exchange time.  Two plans compute the same columns: on a regular staged grid the streaming plan
 -- (running sums minus lagged running sums over time-sorted rows, macros/regular_grid.sql), otherwise RANGE frames
 -- over epoch microseconds (correct across gaps).  The rows of [start_date, end_date] are computed over the staged
@@ -30,36 +24,23 @@
 -- day): excluded from training.  Funding, mark-price premium and on-chain values are joined as of ts (on-chain as of
 -- available_at, never the period they describe).
 WITH book AS (
-    {%- if FLOW %}
     SELECT b.*, i.tick_size
     FROM {{ ref('stg_book_snapshots') }} AS b
     JOIN {{ ref('instruments') }} AS i ON i.symbol = b.symbol AND i.market = b.market
-    {%- else %}
-    SELECT b.*
-    FROM {{ ref('stg_book_snapshots') }} AS b
-    {%- endif %}
     WHERE b.ts_us >= {{ LOWER }} AND b.ts_us < {{ range_end_us() }}
 ),
-{%- if FLOW %}
 flow AS (
     SELECT *
     FROM {{ ref('int_trade_flow') }}
     WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
-{%- endif %}
 {%- if STREAMING %}
-{%- if FLOW %}
 {%- set SUMMED = ['avg_depth_l%d' % M] %}
 {%- for m in range(1, M + 1) %}{% do SUMMED.append('ofi_event_l%d' % m) %}{% endfor %}
 {%- do SUMMED.extend(['buy_qty', 'sell_qty', 'buy_qty_at_ask', 'sell_qty_at_bid', 'cancel_bid', 'cancel_ask']) %}
-{%- set COUNTED = ['has_buy', 'has_sell'] %}
-{%- set FIRST = ['ts_us', 'bid_sz_1', 'ask_sz_1'] %}
-{%- set AS_OF = {} %}
-{%- set FAR = {} %}
-{%- else %}
-{%- set SUMMED = ['ret1', 'ret2', 'ret3', 'ret4'] %}
-{%- set COUNTED = ['has_ret', 'nonzero_ret'] %}
-{%- set FIRST = ['mid'] %}
+{%- do SUMMED.extend(['ret1', 'ret2', 'ret3', 'ret4']) %}
+{%- set COUNTED = ['has_buy', 'has_sell', 'has_ret', 'nonzero_ret'] %}
+{%- set FIRST = ['ts_us', 'bid_sz_1', 'ask_sz_1', 'mid'] %}
 {%- set MARK_FIELDS = ['mark_price', 'index_price', 'est_funding_rate', 'next_funding_ts_us'] %}
 {%- set AS_OF = {'funding': ['at', 'rate', 'interval_hours'], 'mark': ['at'] + MARK_FIELDS} %}
 {%- for m in var('onchain_metrics') %}{% do AS_OF.update({'onchain_' ~ m: ['at', 'value']}) %}{% endfor %}
@@ -70,11 +51,9 @@ flow AS (
 {%- for s in rvol_windows() + [W] %}{% do FAR.setdefault(grid_rows(s) | int, []).extend(['c_nonzero_ret', 'c_ret2']) %}{% endfor %}
 {%- do FAR.setdefault((grid_rows(W) | int) - 1, []).append('mid') %}
 {%- for n in FAR %}{% do FAR.update({n: FAR[n] | unique | list}) %}{% endfor %}
-{%- endif %}
 {%- set AS_OF_COLUMNS = [] %}
 {%- for kind, fields in AS_OF.items() %}{% for f in fields %}{% do AS_OF_COLUMNS.append(kind ~ '__' ~ f) %}{% endfor %}{% endfor %}
-{%- if FLOW %}
-book_rows AS (
+book_flow AS (
     SELECT
         book.symbol,
         book.market,
@@ -92,9 +71,7 @@ book_rows AS (
         coalesce(flow.sell_qty_at_bid, 0.0) AS sell_qty_at_bid
     FROM book
     LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
-    ORDER BY book.symbol, book.ts_us
 ),
-{%- else %}
 as_of_events AS (
     -- funding, mark price and on-chain values are taken as of each book: their events join the sorted stream as
     -- rows with flat <kind>__<field> columns (<kind>__at marks a row of that kind)
@@ -122,8 +99,8 @@ as_of_events AS (
     {%- endfor %}
 ),
 ordered AS (
-    SELECT symbol, market, date, ts, ts_us, bid_px_1, ask_px_1, true AS is_book
-    FROM book
+    SELECT *, true AS is_book
+    FROM book_flow
     UNION ALL BY NAME
     SELECT *, false AS is_book FROM as_of_events
     -- an event at the time of a book counts for that book (as of: at or before)
@@ -159,7 +136,6 @@ book_rows AS (
     FROM carried
     WHERE is_book
 ),
-{%- endif %}
 events AS (
     -- streaming windows (empty OVER clauses) over the sorted rows; prev() is the symbol's previous row
     SELECT
@@ -171,7 +147,6 @@ events AS (
         row_number() OVER () AS rn,
         symbol IS DISTINCT FROM lag(symbol) OVER () AS is_first,
         (ask_px_1 + bid_px_1) / 2 AS mid,
-        {%- if FLOW %}
         tick_size,
         ask_px_1 - bid_px_1 AS spread,
         bid_sz_1,
@@ -187,20 +162,15 @@ events AS (
         buy_qty,
         sell_qty,
         buy_qty_at_ask,
-        sell_qty_at_bid
-        {%- else %}
-        {{ book_log_ret(stream_prev('%s')) }} AS log_ret,
+        sell_qty_at_bid,
         {{ AS_OF_COLUMNS | join(', ') }}
-        {%- endif %}
     FROM book_rows
 ),
 terms AS (
     SELECT
         *,
-        {%- if FLOW %}
         (buy_qty > 0)::BIGINT AS has_buy,
-        (sell_qty > 0)::BIGINT AS has_sell
-        {%- else %}
+        (sell_qty > 0)::BIGINT AS has_sell,
         coalesce(log_ret, 0.0) AS ret1,
         coalesce(log_ret * log_ret, 0.0) AS ret2,
         coalesce(log_ret * log_ret * log_ret, 0.0) AS ret3,
@@ -208,7 +178,6 @@ terms AS (
         -- integer counts: a window with none of these has an exact zero sum, as RANGE frames give
         (log_ret IS NOT NULL)::BIGINT AS has_ret,
         (coalesce(log_ret, 0.0) <> 0)::BIGINT AS nonzero_ret
-        {%- endif %}
     FROM events
 ),
 running AS (
@@ -242,7 +211,6 @@ rolled AS (
         date,
         ts,
         ts_us,
-        {%- if FLOW %}
         {{ book_snapshot_columns() }},
         {%- for s in ofi_l1_windows() %}
         {{ stream_window_sum('ofi_event_l1', s) }} AS ofi_l1_{{ s }}s,
@@ -267,8 +235,7 @@ rolled AS (
         {{ stream_window_sum('cancel_bid', FW) }} AS cancels_bid_{{ FW }}s,
         {{ stream_window_sum('cancel_ask', FW) }} AS cancels_ask_{{ FW }}s,
         bid_sz_1 / (bid_sz_1 + ask_sz_1) AS imbalance_ratio,
-        buy_qty - sell_qty AS net_taker_qty
-        {%- else %}
+        buy_qty - sell_qty AS net_taker_qty,
         {%- for s in rvol_windows() %}
         CASE WHEN {{ stream_window_sum('nonzero_ret', s) }} = 0 THEN 0.0
              ELSE sqrt(greatest({{ stream_window_sum('ret2', s) }}, 0.0)) END AS rvol_{{ s }}s,
@@ -292,7 +259,6 @@ rolled AS (
         {%- for m in var('onchain_metrics') %}
         onchain_{{ m }}__value AS onchain_{{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
-        {%- endif %}
     FROM {{ stream_far_last('far', FAR) }}
 )
 {%- else %}
@@ -304,7 +270,6 @@ base AS (
         book.ts,
         book.ts_us,
         (ask_px_1 + bid_px_1) / 2 AS mid,
-        {%- if FLOW %}
         book.tick_size,
         ask_px_1 - bid_px_1 AS spread,
         bid_sz_1,
@@ -318,13 +283,8 @@ base AS (
         coalesce(flow.buy_qty_at_ask, 0.0) AS buy_qty_at_ask,
         coalesce(flow.sell_qty_at_bid, 0.0) AS sell_qty_at_bid,
         min(book.ts_us) OVER (PARTITION BY book.symbol) AS first_ts_us
-        {%- else %}
-        {{ book_log_ret('lag(%s) OVER w') }} AS log_ret
-        {%- endif %}
     FROM book
-    {%- if FLOW %}
     LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
-    {%- endif %}
     WINDOW w AS (PARTITION BY book.symbol ORDER BY book.ts_us)
 ),
 range_rolled AS (
@@ -334,7 +294,6 @@ range_rolled AS (
         date,
         ts,
         ts_us,
-        {%- if FLOW %}
         {{ book_snapshot_columns() }},
         {%- for s in ofi_l1_windows() %}
         sum(ofi_event_l1) OVER {{ 'w%d' % s }} AS ofi_l1_{{ s }}s,
@@ -355,8 +314,7 @@ range_rolled AS (
         sum(cancel_bid) OVER w{{ FW }} AS cancels_bid_{{ FW }}s,
         sum(cancel_ask) OVER w{{ FW }} AS cancels_ask_{{ FW }}s,
         bid_sz_1 / (bid_sz_1 + ask_sz_1) AS imbalance_ratio,
-        buy_qty - sell_qty AS net_taker_qty
-        {%- else %}
+        buy_qty - sell_qty AS net_taker_qty,
         {%- for s in rvol_windows() %}
         sqrt(coalesce(sum(log_ret * log_ret) OVER w{{ s }}, 0.0)) AS rvol_{{ s }}s,
         {%- endfor %}
@@ -371,7 +329,6 @@ range_rolled AS (
         sqrt(coalesce(sum(log_ret * log_ret) OVER wr, 0.0)) AS regime_rvol,
         ln(mid / first_value(mid) OVER wr) AS regime_trend,
         log_ret
-        {%- endif %}
     FROM base
     WINDOW
         {%- for s in [1, 10, 60, 300] %}
@@ -379,11 +336,6 @@ range_rolled AS (
         {%- endfor %}
         wr AS (PARTITION BY symbol ORDER BY ts_us {{ trailing(W) }})
 ),
-{%- if FLOW %}
-rolled AS (
-    SELECT * FROM range_rolled
-)
-{%- else %}
 onchain AS (
     SELECT symbol, metric, available_at_us, arg_max(value, ts) AS value
     FROM {{ ref('stg_onchain_metrics') }}
@@ -416,11 +368,6 @@ rolled AS (
     JOIN as_of AS a ON a.symbol = r.symbol AND a.ts_us = r.ts_us
 )
 {%- endif %}
-{%- endif %}
-{%- if FLOW %}
-SELECT *
-FROM rolled
-{%- else %}
 SELECT
     * EXCLUDE (
         {%- for s in moment_windows() %}n_ret_{{ s }}s, s1_{{ s }}s, s2_{{ s }}s, s3_{{ s }}s, s4_{{ s }}s{{ ', ' if not loop.last }}{% endfor %}
@@ -431,6 +378,5 @@ SELECT
     {{ moments('n_ret_%ds' % s, 's1_%ds' % s, 's2_%ds' % s, 's3_%ds' % s, 's4_%ds' % s, 'skew_%ds' % s, 'kurt_%ds' % s) }},
     {%- endfor %}
 FROM rolled
-{%- endif %}
 WHERE ts_us >= {{ range_start_us() }}
 {%- endmacro %}

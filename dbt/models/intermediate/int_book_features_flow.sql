@@ -1,2 +1,0 @@
-{{ config(materialized='ephemeral') }}
-{{ int_book_features('flow') }}
