@@ -11,7 +11,9 @@
 {%- set M = ofi_levels() %}
 {%- set NI = var('microprice_imbalance_buckets') | int %}
 {%- set NS = var('microprice_spread_buckets') | int %}
-WITH f AS (
+-- f is MATERIALIZED: the streaming windows of int_book_features run on one thread; from the materialized rows the
+-- train-fit joins, the clip and the table write run on all threads (a 100 ms day: 4.1 -> 2.7 s, the same CPU)
+WITH f AS MATERIALIZED (
     SELECT f.*, i.tick_size
     FROM {{ ref('int_book_features') }} AS f
     JOIN {{ ref('instruments') }} AS i USING (symbol, market)

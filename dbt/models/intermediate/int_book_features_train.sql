@@ -2,13 +2,16 @@
     pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
 ) }}
 -- int_book_features of the train days among the days this run builds: what every train-fit model (norm_*,
--- regime_thresholds) reads.  A run that builds no train day computes nothing here (WHERE false prunes the query).
+-- regime_thresholds) reads.  A run that builds no train day adds nothing, and does not compile int_book_features
+-- (its run-time checks of the staged grid) once the table exists.
 {%- set first = [build_window('start_date'), build_window('train_start')] | max %}
 {%- set last = [build_window('end_date'), build_window('train_end')] | min %}
+{%- if first <= last %}
 SELECT *
 FROM {{ ref('int_book_features') }}
-{%- if first <= last %}
 WHERE ts_us >= {{ day_start_us(first) }} AND ts_us < {{ day_start_us(last) }} + 86400000000
+{%- elif is_incremental() %}
+SELECT * FROM {{ this }} WHERE false
 {%- else %}
-WHERE false
+SELECT * FROM {{ ref('int_book_features') }} WHERE false
 {%- endif %}
