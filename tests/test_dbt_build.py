@@ -90,6 +90,15 @@ def test_outputs_land_in_the_lake(lake):
     for day in TEST_DAYS:
         doc = json.loads((metrics_dir / f"{day}.json").read_text())
         assert doc["date"] == day and doc["symbols"][0]["symbol"] == "BTCUSDT"
+        # the two summaries of the published features that the JSON adds to metrics_daily's row
+        (want,) = warehouse_table(
+            lake.root,
+            "SELECT avg(rvol_60s) AS rvol, avg(is_warmup::INTEGER) AS warmup FROM fct_features "
+            f"WHERE date = '{day}'",
+        ).to_pylist()
+        got = doc["symbols"][0]
+        assert got["rvol_60s_mean"] == pytest.approx(want["rvol"], rel=1e-12) and want["rvol"] > 0
+        assert got["warmup_rate"] == pytest.approx(want["warmup"], rel=1e-12)
     exported = pq.read_table(
         lake.root / "features" / "fct_features" / "symbol=BTCUSDT" / f"date={TEST_DAYS[0]}"
     )
