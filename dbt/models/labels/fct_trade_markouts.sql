@@ -3,9 +3,9 @@
     on_schema_change='fail',
 ) }}
 -- depends_on: {{ ref('regime_thresholds') }}
--- (for scheduling only: the markouts read no features or fits, but dbt starts ready models by graph level and then by
--- name, which put them ahead of int_trade_flow and of the train-fit models, on the longest path of a build, to
--- fct_features; at the level of fct_features they run beside it instead)
+-- (for scheduling only: the markouts read no fits; dbt starts ready models by graph level, then by name, and at a lower
+-- level they took the threads ahead of int_trade_flow and the train-fit models, the longest path of a build; at the
+-- level of fct_features they run beside it)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}
