@@ -9,6 +9,12 @@
     --full-refresh always refits, and so does a fit table without train_window (built before this macro existed:
     on_schema_change sync_all_columns adds the column). -#}
 
+{#- The train days among the days this run builds, [first, last] ('YYYY-MM-DD'; none when first > last). -#}
+{% macro train_days_built() -%}
+  {{ return([[build_window('start_date'), build_window('train_start')] | max,
+             [build_window('end_date'), build_window('train_end')] | min]) }}
+{%- endmacro %}
+
 {% macro train_window_label() -%}
   {{ build_window('train_start') }}..{{ build_window('train_end') }}
 {%- endmacro %}
@@ -16,7 +22,8 @@
 {#- True when `this` holds a fit of the current train split and this run rebuilds no train day. -#}
 {% macro fit_is_current() %}
   {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
-  {%- if build_window('start_date') <= build_window('train_end') and build_window('end_date') >= build_window('train_start') -%}
+  {%- set first, last = train_days_built() -%}
+  {%- if first <= last -%}
     {{ return(false) }}
   {%- endif -%}
   {%- if 'train_window' not in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}

@@ -4,8 +4,7 @@
 -- int_book_features of the train days among the days this run builds: what every train-fit model (norm_*,
 -- regime_thresholds) reads.  A run that builds no train day adds nothing, and does not compile int_book_features
 -- (its run-time checks of the staged grid) once the table exists.
-{%- set first = [build_window('start_date'), build_window('train_start')] | max %}
-{%- set last = [build_window('end_date'), build_window('train_end')] | min %}
+{%- set first, last = train_days_built() %}
 {%- if first <= last %}
 SELECT *
 FROM {{ ref('int_book_features') }}
