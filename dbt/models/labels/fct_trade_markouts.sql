@@ -21,7 +21,9 @@ WITH book AS (
     WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }} + {{ max_horizon_us() }}
 ),
 {{ markout_last_book() }},
-trades AS (
+-- read by both branches below, but not kept in memory between them (~100 MB for a day): the second branch, trades
+-- before the first staged book, filters it down to nothing on every day but the first
+trades AS NOT MATERIALIZED (
     SELECT symbol, date, ts, ts_us, trade_id, price, qty, side
     FROM {{ ref('stg_trades') }}
     WHERE ts_us >= {{ markouts_start_us() }} AND ts_us < {{ range_end_us() }}
