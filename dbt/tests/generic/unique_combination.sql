@@ -3,7 +3,9 @@
     them, and a duplicate needs a row written now (so the test costs a day, not the whole history):
       range    - the run's first day (models that rewrite [start_date, end_date])
       warmup   - the warm-up before it (models that rewrite their warm-up too)
-      markouts - markouts_start_us() (label models, which recompute the previous day's last horizon) -#}
+      markouts - markouts_start_us() (label models, which recompute the previous day's last horizon)
+    A key with ts_us is checked up to the end of the range too: both rows of such a duplicate lie where this run
+    wrote, and a rebuild of an old day then reads that day, not every day after it. -#}
 {% test unique_combination(model, columns, rebuilt_from=none) %}
 {%- if rebuilt_from not in (none, 'range', 'warmup', 'markouts') %}
   {{ exceptions.raise_compiler_error("unique_combination: rebuilt_from=" ~ rebuilt_from ~ " is not one of range, warmup, markouts") }}
@@ -16,6 +18,9 @@ WHERE ts_us >= {{ range_start_us() }}
 WHERE ts_us >= {{ range_start_us() }} - {{ warmup_us() }}
 {%- elif rebuilt_from == 'markouts' %}
 WHERE ts_us >= {{ markouts_start_us() }}
+{%- endif %}
+{%- if rebuilt_from is not none and 'ts_us' in columns %}
+  AND ts_us < {{ range_end_us() }}
 {%- endif %}
 GROUP BY {{ columns | join(', ') }}
 HAVING count(*) > 1
