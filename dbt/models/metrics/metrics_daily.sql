@@ -9,12 +9,33 @@
 -- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
 -- best correlates with the mid's log return, and that correlation (trades printed on time lead the mid by 0).
 WITH book AS (
-    SELECT symbol, date, ts_us, is_crossed, is_locked, bid_sz_1, ask_sz_1,
-           ts_us - lag(ts_us) OVER (PARTITION BY symbol ORDER BY ts_us) AS step_us
-    FROM {{ ref('stg_book_snapshots') }}
-    WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
+    -- one window pass over the day's books (one sort): the step from the previous book, and the mid's log return
+    -- k rows later (ret_p<k>) or earlier (ret_m<k>) for the L2/trade sync, ln(mid / previous mid) as book_log_ret
+    -- gives it; the spread before the train-fit clip (as the landing QC reports it, feature_store/qc.py) and the
+    -- signed taker volume from the staged book and the trade flow, not the features, so that these metrics run
+    -- beside fct_features instead of after it
+    SELECT
+        b.symbol,
+        b.date,
+        b.is_crossed,
+        b.is_locked,
+        b.bid_sz_1,
+        b.ask_sz_1,
+        b.ts_us - lag(b.ts_us) OVER w AS step_us,
+        (b.ask_px_1 - b.bid_px_1) / ((b.ask_px_1 + b.bid_px_1) / 2) * 1e4 AS spread_bps,
+        coalesce(t.buy_qty, 0.0) - coalesce(t.sell_qty, 0.0) AS net_taker_qty,
+        {%- for k in range(-10, 11) %}
+        {{ book_log_ret_shifted(k, 'w', 'b.') }} AS ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM {{ ref('stg_book_snapshots') }} AS b
+    LEFT JOIN {{ ref('int_trade_flow') }} AS t
+        ON t.symbol = b.symbol AND t.ts_us = b.ts_us AND t.ts_us >= {{ range_start_us() }}
+    WHERE b.ts_us >= {{ range_start_us() }} AND b.ts_us < {{ range_end_us() }}
+    WINDOW w AS (PARTITION BY b.symbol ORDER BY b.ts_us)
 ),
 book_daily AS (
+    -- every per-day figure of the books in one aggregate over book: continuity, crossed books, the spread
+    -- percentiles and the correlation at every lag (one aggregate per lag, not 21 stacked copies of the day)
     SELECT
         symbol,
         date,
@@ -23,7 +44,12 @@ book_daily AS (
         coalesce(max(step_us), 0) / 1e6 AS max_gap_s,
         avg(is_crossed::INTEGER) AS crossed_rate,
         avg(is_locked::INTEGER) AS locked_rate,
-        min(least(bid_sz_1, ask_sz_1)) AS min_touch_size
+        min(least(bid_sz_1, ask_sz_1)) AS min_touch_size,
+        quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
+        quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
+        {%- for k in range(-10, 11) %}
+        corr(net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}) AS c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
+        {%- endfor %}
     FROM book
     GROUP BY ALL
 ),
@@ -39,54 +65,13 @@ trades AS (
     WHERE ts_us >= {{ range_start_us() }} AND ts_us < {{ range_end_us() }}
     GROUP BY ALL
 ),
-book_flow AS (
-    -- from the staged book and the trade flow, not the features: the spread before the train-fit clip (as the
-    -- landing QC reports it, feature_store/qc.py), and these metrics run beside fct_features instead of after it
-    SELECT
-        b.symbol,
-        b.date,
-        b.ts_us,
-        (b.ask_px_1 - b.bid_px_1) / ((b.ask_px_1 + b.bid_px_1) / 2) * 1e4 AS spread_bps,
-        coalesce(t.buy_qty, 0.0) - coalesce(t.sell_qty, 0.0) AS net_taker_qty,
-        {{ book_log_ret('lag(%s) OVER (PARTITION BY b.symbol ORDER BY b.ts_us)') }} AS log_ret
-    FROM {{ ref('stg_book_snapshots') }} AS b
-    LEFT JOIN {{ ref('int_trade_flow') }} AS t
-        ON t.symbol = b.symbol AND t.ts_us = b.ts_us AND t.ts_us >= {{ range_start_us() }}
-    WHERE b.ts_us >= {{ range_start_us() }} AND b.ts_us < {{ range_end_us() }}
-),
-flow AS (
-    SELECT
-        symbol,
-        date,
-        net_taker_qty,
-        spread_bps,
-        {%- for k in range(-10, 11) %}
-        {{ 'lead' if k > 0 else 'lag' }}(log_ret, {{ k | abs }}) OVER w AS ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    FROM book_flow
-    WINDOW w AS (PARTITION BY symbol ORDER BY ts_us)
-),
-flow_daily AS (
-    -- the correlation at every lag in one pass over flow (one aggregate per lag, not 21 stacked copies of the day),
-    -- and the spread percentiles
-    SELECT
-        symbol,
-        date,
-        quantile_cont(spread_bps, 0.5) AS spread_bps_p50,
-        quantile_cont(spread_bps, 0.99) AS spread_bps_p99,
-        {%- for k in range(-10, 11) %}
-        corr(net_taker_qty, ret_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}) AS c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    FROM flow
-    GROUP BY ALL
-),
 sync_long AS (
     SELECT
         symbol,
         date,
         unnest([{% for k in range(-10, 11) %}{{ k }}{{ ', ' if not loop.last }}{% endfor %}]) AS lag_rows,
         unnest([{% for k in range(-10, 11) %}c_{{ 'p' if k >= 0 else 'm' }}{{ k | abs }}{{ ', ' if not loop.last }}{% endfor %}]) AS c
-    FROM flow_daily
+    FROM book_daily
 ),
 sync AS (
     SELECT symbol, date, arg_max(lag_rows, coalesce(c, -2)) AS best_lag_rows, max(c) AS best_corr
@@ -107,10 +92,9 @@ SELECT
     t.mean_trade_recv_lag_s,
     s.best_lag_rows * {{ var('grid_ms') | int }} / 1000.0 AS sync_best_lag_s,
     s.best_corr AS sync_best_corr,
-    fd.spread_bps_p50,
-    fd.spread_bps_p99
+    b.spread_bps_p50,
+    b.spread_bps_p99
 FROM book_daily AS b
 LEFT JOIN raw_books AS r USING (symbol, date)
 LEFT JOIN trades AS t USING (symbol, date)
 LEFT JOIN sync AS s USING (symbol, date)
-LEFT JOIN flow_daily AS fd USING (symbol, date)
