@@ -176,3 +176,26 @@ def test_dbt_plugin_registers_the_file_scan_and_falls_back_for_unsupported_table
     fallback = plugin.load(_source(escaped))  # the pyarrow dataset read, with a warning
     con.register("escaped", fallback)
     assert con.execute("SELECT symbol, v FROM escaped").fetchall() == [("A B", 1)]
+
+
+def test_dbt_plugin_keeps_its_scans_as_views_that_no_cursor_has_to_register(lake, tmp_path):
+    """dbt-duckdb files each loaded source relation under a name and registers it on every new cursor; the relations
+    of the file scan become persistent views under that name instead (a new cursor reads them as they are, and so
+    does a later connection to the warehouse), while any other relation is filed and registered as before."""
+    module = _plugin_module()
+    plugin = module.Plugin(name="delta_files", plugin_config={"schemas": ["raw"]})
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(warehouse)
+    plugin.configure_connection(con)
+    registered = module._SourceViews({}, plugin)
+    uri = lake.table_uri("book_snapshots")
+    registered["warehouse_raw_book_snapshots_df"] = plugin.load(_source(uri))
+    fallback = pa.table({"v": [1]})
+    registered["other_df"] = fallback
+    assert registered.items() == [("other_df", fallback)]
+    # the view dbt-duckdb creates over the name, read from a cursor that registered nothing
+    con.execute("CREATE VIEW raw.t AS SELECT * FROM warehouse_raw_book_snapshots_df")
+    assert con.cursor().execute("SELECT count(*) FROM raw.t").fetchall() == [(3 * 300 + 120,)]
+    con.close()
+    with duckdb.connect(warehouse, read_only=True) as later:
+        assert later.execute("SELECT count(*) FROM raw.t").fetchall() == [(3 * 300 + 120,)]
