@@ -1,0 +1,187 @@
+"""Caches across runs of what dbt derives the same way in every run, for `scalper-dbt` (dagster_project/dbt_cli.py).
+
+Partial parsing keeps dbt's manifest between runs, but not two things each run rebuilds from unchanged inputs:
+- the compiled Jinja templates: Jinja lexes and parses every macro and model dbt renders, generates Python source
+  from it and compiles that; a build of one day partition spent 0.45 s of its Python on the same few hundred
+  templates as the run before (py-spy, a build of a 100 ms day);
+- the JSON schemas of dbt's configuration classes (profile credentials, project, flags, packages), which dbt builds
+  from the dataclasses with mashumaro to validate its configuration: 0.3 s before the first model, every run.
+Here `jinja2.Environment.compile` and `dbtClassMixin.json_schema` look their result up first.  This is what Jinja's
+own bytecode cache does for templates from a loader; dbt renders strings, which that cache never sees.
+
+A template is keyed by a digest of its source and of everything in its environment that shapes the generated code,
+with Jinja's and Python's versions; a schema by its class and the versions of the packages that define such classes
+(dbt-core, dbt-common, dbt-adapters, dbt-duckdb, mashumaro).  So a stale entry can only be missed, never hit.  Each
+cache is one file in dbt's target folder (beside its partial-parse state), holding the entries of the last run that
+had to add one: it does not grow with old versions.  DBT_MACRO_DEBUGGING (dbt's own Jinja debugging, which
+rewrites compiled code) turns the template cache off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import marshal
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_FILE = "jinja_code.marshal"
+SCHEMAS_FILE = "json_schemas.marshal"
+# the distributions whose classes' JSON schemas are cached: their versions key the entries
+_SCHEMA_DISTRIBUTIONS = ("dbt-core", "dbt-common", "dbt-adapters", "dbt-duckdb", "mashumaro")
+_SCHEMA_MODULES = ("dbt.", "dbt_common.")
+
+
+def target_path(argv: Sequence[str], environ: dict[str, str] | None = None) -> Path:
+    """dbt's target folder for this command line: --target-path, else DBT_TARGET_PATH, else <project dir>/target
+    (the project's default, which dbt/dbt_project.yml keeps)."""
+    environ = os.environ if environ is None else environ
+    found = _option(argv, "--target-path") or environ.get("DBT_TARGET_PATH")
+    if found:
+        return Path(found)
+    project = _option(argv, "--project-dir") or environ.get("DBT_PROJECT_DIR") or "."
+    return Path(project) / "target"
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
+def install(folder: Path) -> Callable[[], None]:
+    """Serve Jinja compilations and dbt's JSON schemas from the cache files in `folder`; returns the function that
+    writes them back once the run is done (a file only when this run added an entry)."""
+    stores = [_Store(folder / SCHEMAS_FILE)]
+    _cache_json_schemas(stores[0])
+    if not os.environ.get("DBT_MACRO_DEBUGGING"):
+        stores.append(_Store(folder / TEMPLATES_FILE))
+        _cache_jinja_templates(stores[1])
+
+    def save() -> None:
+        for store in stores:
+            store.save()
+
+    return save
+
+
+class _Store:
+    """One marshal file of entries: the entries of the file, those this run used, and whether it added one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            entries = marshal.loads(path.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            entries = {}
+        self._stored = entries if isinstance(entries, dict) else {}
+        self._used: dict[Any, Any] = {}
+        self._added = False
+
+    def get(self, key):
+        value = self._stored.get(key)
+        if value is not None:
+            self._used[key] = value
+        return value
+
+    def put(self, key, value) -> None:
+        self._used[key] = value
+        self._added = True
+
+    def save(self) -> None:
+        if not self._added:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        partial.write_bytes(marshal.dumps(self._used))
+        os.replace(partial, self.path)  # atomic: a concurrent run reads the old file or this one
+
+
+def _cache_jinja_templates(store: _Store) -> None:
+    import jinja2
+
+    compile_uncached = jinja2.Environment.compile
+
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if raw or not isinstance(source, str):
+            return compile_uncached(self, source, name, filename, raw, defer_init)
+        key = _template_digest(self, source, name, filename, defer_init)
+        data = store.get(key)
+        if data is not None:
+            try:
+                return marshal.loads(data)
+            except (EOFError, ValueError, TypeError):
+                pass  # a damaged entry: compile it again
+        code = compile_uncached(self, source, name, filename, raw, defer_init)
+        store.put(key, marshal.dumps(code))
+        return code
+
+    jinja2.Environment.compile = compile
+
+
+def _template_digest(env, source: str, name, filename, defer_init: bool) -> bytes:
+    """Everything the generated code depends on: the source and the compile arguments, the environment's class,
+    code generator, syntax (as Jinja keys its lexer), extensions and options, Jinja's version and the bytecode's."""
+    import jinja2
+
+    finalize = env.finalize
+    shape = (
+        jinja2.__version__,
+        sys.implementation.cache_tag,
+        f"{type(env).__module__}.{type(env).__qualname__}",
+        f"{env.code_generator_class.__module__}.{env.code_generator_class.__qualname__}",
+        sorted(env.extensions),
+        env.block_start_string,
+        env.block_end_string,
+        env.variable_start_string,
+        env.variable_end_string,
+        env.comment_start_string,
+        env.comment_end_string,
+        env.line_statement_prefix,
+        env.line_comment_prefix,
+        env.trim_blocks,
+        env.lstrip_blocks,
+        env.newline_sequence,
+        env.keep_trailing_newline,
+        env.optimized,
+        env.is_async,
+        env.autoescape if isinstance(env.autoescape, bool) else repr(env.autoescape),
+        None if finalize is None else getattr(finalize, "__qualname__", repr(finalize)),
+        name,
+        filename,
+        defer_init,
+    )
+    digest = hashlib.blake2b(repr(shape).encode(), digest_size=20)
+    digest.update(source.encode())
+    return digest.digest()
+
+
+def _cache_json_schemas(store: _Store) -> None:
+    from dbt_common.dataclass_schema import dbtClassMixin
+
+    versions = ",".join(f"{d}={metadata.version(d)}" for d in _SCHEMA_DISTRIBUTIONS)
+    json_schema_uncached = dbtClassMixin.json_schema.__func__
+
+    @functools.lru_cache  # as dbt's own: one schema per class and run
+    def json_schema(cls):
+        if not cls.__module__.startswith(_SCHEMA_MODULES):
+            return json_schema_uncached(cls)
+        key = f"{versions}:{cls.__module__}.{cls.__qualname__}"
+        schema = store.get(key)
+        if schema is None:
+            schema = json_schema_uncached(cls)
+            try:
+                marshal.dumps(schema)
+            except ValueError:  # a value marshal cannot keep: not cached
+                return schema
+            store.put(key, schema)
+        return schema
+
+    dbtClassMixin.json_schema = classmethod(json_schema)

@@ -1,0 +1,121 @@
+"""scalper-dbt's caches across runs (dagster_project/dbt_caches.py): a template or JSON schema a run compiled is
+served to the next run from the target folder without compiling it again, and gives what compiling gives; a
+changed template, another template syntax or a damaged file are compiled afresh, never served stale."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+from dbt_common.clients.jinja import get_template
+from dbt_common.dataclass_schema import dbtClassMixin
+
+from dagster_project import dbt_caches
+
+TEMPLATE = (
+    "{% set name = who | upper %}hello {{ name }}{% for i in range(2) %} {{ i }}{% endfor %}{% do [] %}"
+)
+
+
+@pytest.fixture
+def run(monkeypatch):
+    """Installs the caches as a scalper-dbt run would; each call is a new run (the functions the caches replace are
+    restored after the test)."""
+    monkeypatch.setattr(jinja2.Environment, "compile", jinja2.Environment.compile)
+    monkeypatch.setattr(dbtClassMixin, "json_schema", dbtClassMixin.json_schema)
+    originals = (jinja2.Environment.compile, dbtClassMixin.__dict__["json_schema"])
+    generated = []
+    generate = jinja2.Environment._generate
+
+    def counting_generate(self, *args, **kwargs):
+        generated.append(args[0] if args else None)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "_generate", counting_generate)
+
+    def new_run(folder):
+        jinja2.Environment.compile = originals[0]
+        dbtClassMixin.json_schema = originals[1]
+        originals[1].__func__.cache_clear()  # dbt's own per-process cache
+        generated.clear()
+        return dbt_caches.install(folder), generated
+
+    return new_run
+
+
+def _render(source: str = TEMPLATE) -> str:
+    return get_template(source, {}).render({"who": "dbt"})
+
+
+def test_a_template_compiled_once_is_served_to_the_next_run(run, tmp_path):
+    save, generated = run(tmp_path)
+    first = _render()
+    assert first.startswith("hello DBT") and generated  # compiled
+    save()
+    assert (tmp_path / dbt_caches.TEMPLATES_FILE).exists()
+    _, generated = run(tmp_path)
+    assert _render() == first
+    assert not generated  # served from the file
+
+
+def test_a_changed_template_or_syntax_is_compiled_again(run, tmp_path):
+    save, _ = run(tmp_path)
+    _render()
+    save()
+    _, generated = run(tmp_path)
+    assert _render(TEMPLATE + "!").endswith("!")
+    assert generated
+    generated.clear()
+    other_syntax = jinja2.Environment(block_start_string="<%", block_end_string="%>")
+    assert other_syntax.from_string("{% x %}<% if 1 %>y<% endif %>").render() == "{% x %}y"
+    assert generated
+
+
+def test_a_damaged_cache_file_is_compiled_around(run, tmp_path):
+    (tmp_path / dbt_caches.TEMPLATES_FILE).write_bytes(b"not marshal data")
+    save, generated = run(tmp_path)
+    assert _render().startswith("hello DBT") and generated
+    save()
+    _, generated = run(tmp_path)
+    _render()
+    assert not generated
+
+
+def test_macro_debugging_turns_the_template_cache_off(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("DBT_MACRO_DEBUGGING", "1")
+    save, generated = run(tmp_path)
+    _render()
+    save()
+    assert generated and not (tmp_path / dbt_caches.TEMPLATES_FILE).exists()
+
+
+def test_json_schemas_are_served_to_the_next_run(run, tmp_path, monkeypatch):
+    from dbt.contracts.project import ProjectFlags
+
+    save, _ = run(tmp_path)
+    schema = ProjectFlags.json_schema()
+    assert schema["type"] == "object" and "properties" in schema
+    save()
+    built = []
+    monkeypatch.setattr(
+        "mashumaro.jsonschema.builder.get_schema", lambda *a, **k: built.append(a) or pytest.fail("rebuilt")
+    )
+    run(tmp_path)
+    assert ProjectFlags.json_schema() == schema
+    ProjectFlags.validate({"send_anonymous_usage_stats": False})
+    with pytest.raises(Exception, match="send_anonymous_usage_stats"):
+        ProjectFlags.validate({"send_anonymous_usage_stats": "not a bool"})
+    assert not built
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["build", "--target-path", "/t", "--project-dir", "/p"], {}, "/t"),
+        (["build", "--target-path=/t"], {"DBT_TARGET_PATH": "/e"}, "/t"),
+        (["build"], {"DBT_TARGET_PATH": "/e"}, "/e"),
+        (["build", "--project-dir", "/p"], {}, "/p/target"),
+        (["build"], {}, "target"),
+    ],
+)
+def test_the_caches_live_in_dbts_target_folder(argv, environ, expected):
+    assert str(dbt_caches.target_path(argv, environ)) == expected
