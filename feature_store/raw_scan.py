@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
-import pyarrow as pa
 from deltalake import DeltaTable
 
 from feature_store.sql_text import ident, literal
@@ -144,9 +143,9 @@ def _check_partition_paths(
     partitioning reads back), in the order of the partition columns, right above the file."""
     if not partition_columns:
         return
-    # through the Arrow C stream, not pa.table(): pa.table first asks whether its argument is a pandas DataFrame,
-    # which imports pandas (0.2 s of every dbt build, on its first model)
-    actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+    # read as deltalake returns it (an arro3 table): pyarrow, imported for this alone, cost a dbt build 70 MB of its
+    # peak RSS and 0.07 s (pa.table, before, also imported pandas: 0.2 s)
+    actions = dt.get_add_actions(flatten=True)
     # the log's paths are URI-encoded; file_uris() and the folders on disk are not
     paths = [unquote(p) for p in actions.column("path").to_pylist()]
     columns = [actions.column(f"partition.{c}").to_pylist() for c in partition_columns]
