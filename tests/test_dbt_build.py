@@ -105,3 +105,24 @@ def test_outputs_land_in_the_lake(lake):
     assert exported.num_rows == 86_400
     shards = sorted(p.name for p in (lake.root / "features" / "regimes").iterdir())
     assert shards == ["regime=bear", "regime=bull", "regime=range"]
+
+
+def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
+    """fct_features holds more than DuckDB's memory limit at its peak (it spills): the labels run before it and the
+    markouts after it, as edges of dbt's graph (dbt_project.yml, the schedule of a build), whatever the timing."""
+    manifest = json.loads((lake.root / ".dbt_target" / "manifest.json").read_text())
+    parents = {k: set(v) for k, v in manifest["parent_map"].items()}
+
+    def ancestors(node: str) -> set[str]:
+        seen, todo = set(), [node]
+        while todo:
+            for parent in parents.get(todo.pop(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    model = "model.scalper_features.{}".format
+    assert model("fct_labels") in ancestors(model("fct_features"))
+    assert model("fct_features") in ancestors(model("fct_trade_markouts"))
+    assert model("regime_thresholds") in ancestors(model("metrics_daily"))

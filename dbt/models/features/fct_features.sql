@@ -16,13 +16,14 @@
     branch, so that dbt records the ephemeral int_book_features) -#}
 {%- set from_train = execute and train_days_built() == [build_window('start_date'), build_window('end_date')] %}
 -- depends_on: {{ ref('int_book_features_train') }}
--- f is NOT MATERIALIZED: the book features stream from int_book_features' windows straight into the train-fit joins,
--- the clip and the table write.  Materialized, they let those run on both threads (standalone 4.1 -> 2.7 s for a
--- 100 ms day), but a day of them (~300 MB) held beside the sort that feeds the windows (~380 MB) filled DuckDB's
--- memory limit, and the labels or markouts dbt runs beside this model failed with "failed to pin block" in 1 to 3 of
--- every 6 rebuilds of a day (benchmarks/bench_features.py rebuilds); in the build the other thread has that work
--- to do meanwhile, and the day took no longer (A/B over 6 rebuilds: 13.6 s against 14.2 s, with no failure)
-WITH f AS NOT MATERIALIZED (
+-- depends_on: {{ ref('fct_labels') }}
+-- f is MATERIALIZED: the streaming windows of int_book_features run on one thread; from the materialized rows the
+-- train-fit joins, the clip and the table write run on all threads (standalone 4.1 -> 2.7 s for a 100 ms day).  A
+-- day of them (~300 MB) beside the sort that feeds the windows (~380 MB) is more than DuckDB's memory limit: this
+-- model spills, and the build keeps the models that need memory of their own (labels, markouts) away from it: the
+-- labels before it (the ref above, for scheduling only), the markouts after it (dbt_project.yml: the schedule of a
+-- build)
+WITH f AS MATERIALIZED (
     SELECT f.*, i.tick_size
     FROM {{ ref('int_book_features_train') if from_train else ref('int_book_features') }} AS f
     JOIN {{ ref('instruments') }} AS i USING (symbol, market)

@@ -2,10 +2,7 @@
     pre_hook="{{ delete_range('ts_us', markouts_start_us(), range_end_us()) }}",
     on_schema_change='fail',
 ) }}
--- depends_on: {{ ref('regime_thresholds') }}
--- (for scheduling only: the labels read no fits; dbt starts ready models by graph level, then by name, and at a lower
--- level they took the threads ahead of int_trade_flow and the train-fit models, the longest path of a build; at the
--- level of fct_features they run beside it)
+-- (runs beside int_trade_flow, before fct_features: dbt_project.yml, the schedule of a build)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
         markout_horizons()) %}
