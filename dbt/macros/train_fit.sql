@@ -5,7 +5,8 @@
 
     The models are incremental (append): the body goes inside {% call train_fit() %} ... {% endcall %}, which adds a
     train_window column ('<train_start>..<train_end>', as fct_features records it) and, while the stored fit is
-    current, renders a query of no rows instead; the pre_hook `refit_delete()` empties the table before a refit.
+    current, renders a query of no rows instead, which the materialization runs no statement for
+    (macros/incremental_kept.sql); the pre_hook `refit_delete()` empties the table before a refit.
     --full-refresh always refits, and so does a fit table without train_window (built before this macro existed:
     on_schema_change sync_all_columns adds the column). -#}
 
@@ -36,6 +37,7 @@
 {% macro train_fit() -%}
   {%- if fit_is_current() -%}
     -- the stored fit is of train split {{ train_window_label() }} and no train day is rebuilt: keep it
+    {{ incremental_kept() }}
     SELECT * FROM {{ this }} WHERE false
   {%- else -%}
     {%- do assert_train_split_built() -%}

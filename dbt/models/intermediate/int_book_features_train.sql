@@ -10,6 +10,7 @@ SELECT *
 FROM {{ ref('int_book_features') }}
 WHERE ts_us >= {{ day_start_us(first) }} AND ts_us < {{ day_start_us(last) }} + 86400000000
 {%- elif is_incremental() %}
+{{ incremental_kept() }}
 SELECT * FROM {{ this }} WHERE false
 {%- else %}
 SELECT * FROM {{ ref('int_book_features') }} WHERE false
