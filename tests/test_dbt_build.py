@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -126,3 +127,23 @@ def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
     assert model("fct_labels") in ancestors(model("fct_features"))
     assert model("fct_features") in ancestors(model("fct_trade_markouts"))
     assert model("regime_thresholds") in ancestors(model("metrics_daily"))
+
+
+def test_a_book_staged_in_the_former_layout_loses_the_columns_no_feature_reads(lake, tmp_path):
+    """stg_book_snapshots once kept the prices of levels 6-10 and the receive time; a lake staged then rebuilds its
+    next day without a full refresh: the first run drops those columns (dbt/macros/staged_book.sql) instead of
+    failing the schema check, and restages the day as before."""
+
+    staged = f"SELECT * FROM stg_book_snapshots WHERE date = '{TEST_DAYS[1]}' ORDER BY ts_us"
+    before = warehouse_table(lake.root, staged)
+    former = ["recv_ts_us"] + [f"{side}_px_{i}" for side in ("bid", "ask") for i in range(6, 11)]
+    with duckdb.connect(str(lake.root / "warehouse.duckdb")) as con:
+        for column in former:
+            con.execute(f"ALTER TABLE stg_book_snapshots ADD COLUMN {column} DOUBLE")
+    day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    run_dbt(
+        lake.root, "run", day, select="stg_book_snapshots", extra_vars=lake.extra_vars, target_path=tmp_path
+    )
+    after = warehouse_table(lake.root, staged)
+    assert not set(former) & set(after.column_names)
+    assert after.equals(before)

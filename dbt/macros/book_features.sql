@@ -3,7 +3,7 @@
 
 {#- Depth sums at L1/L3/L5/L10 per side and the mean size of the top `M` levels (from the staged level columns). -#}
 {% macro book_depth_columns(M) -%}
-  {%- for k in [1, 3, 5, 10] %}
+  {%- for k in depth_levels() %}
         ({% for i in range(1, k + 1) %}bid_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS bid_depth_{{ k }},
         ({% for i in range(1, k + 1) %}ask_sz_{{ i }}{{ ' + ' if not loop.last }}{% endfor %}) AS ask_depth_{{ k }},
   {%- endfor %}
@@ -54,7 +54,7 @@
         mid,
         spread / mid * 1e4 AS spread_bps,
         spread / tick_size AS spread_ticks,
-  {%- for k in [1, 3, 5, 10] %}
+  {%- for k in depth_levels() %}
         (bid_depth_{{ k }} - ask_depth_{{ k }}) / (bid_depth_{{ k }} + ask_depth_{{ k }}) AS imbalance_l{{ k }},
   {%- endfor %}
         (ask_px_1 * bid_sz_1 + bid_px_1 * ask_sz_1) / (bid_sz_1 + ask_sz_1) AS weighted_mid,

@@ -1,6 +1,8 @@
 {#- The rolling-window horizons of the features (seconds).  Column names carry them, so they are part of the
     published contract: change them together with models/features/_features.yml. -#}
 {% macro ofi_levels() %}{{ return(5) }}{% endmacro %}
+{#- book depth and imbalance per side over the top k levels -#}
+{% macro depth_levels() %}{{ return([1, 3, 5, 10]) }}{% endmacro %}
 {% macro rvol_windows() %}{{ return([10, 60, 300]) }}{% endmacro %}
 {% macro moment_windows() %}{{ return([60, 300]) }}{% endmacro %}
 {% macro tfi_windows() %}{{ return([1, 10, 60]) }}{% endmacro %}

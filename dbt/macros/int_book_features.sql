@@ -153,7 +153,7 @@ events AS (
         ask_sz_1,
         bid_px_1,
         ask_px_1,
-        {%- for k in [1, 3, 5, 10] %}
+        {%- for k in depth_levels() %}
         bid_depth_{{ k }},
         ask_depth_{{ k }},
         {%- endfor %}

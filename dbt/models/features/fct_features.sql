@@ -59,7 +59,7 @@ SELECT
     j.mid + coalesce(j.g_ticks, 0.0) * j.tick_size AS micro_price,
     (j.weighted_mid - j.mid) / j.mid * 1e4 AS weighted_mid_offset_bps,
     coalesce(j.g_ticks, 0.0) * j.tick_size / j.mid * 1e4 AS microprice_offset_bps,
-    {%- for k in [1, 3, 5, 10] %}
+    {%- for k in depth_levels() %}
     j.imbalance_l{{ k }},
     {%- endfor %}
     {%- for c in clipped_features() %}
