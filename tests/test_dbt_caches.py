@@ -1,8 +1,12 @@
-"""scalper-dbt's caches across runs (dagster_project/dbt_caches.py): a template or JSON schema a run compiled is
-served to the next run from the target folder without compiling it again, and gives what compiling gives; a
-changed template, another template syntax or a damaged file are compiled afresh, never served stale."""
+"""scalper-dbt's caches across runs (dagster_project/dbt_caches.py): a template, generated dataclass code or JSON
+schema a run compiled is served to the next run from the target folder without compiling it again, and gives what
+compiling gives; a changed template, another template syntax or a damaged file are compiled afresh, never served
+stale."""
 
 from __future__ import annotations
+
+import dataclasses
+import importlib
 
 import jinja2
 import pytest
@@ -22,6 +26,8 @@ def run(monkeypatch):
     restored after the test)."""
     monkeypatch.setattr(jinja2.Environment, "compile", jinja2.Environment.compile)
     monkeypatch.setattr(dbtClassMixin, "json_schema", dbtClassMixin.json_schema)
+    for name in dbt_caches._CODE_GENERATING_MODULES:  # the builtin exec again after the test
+        monkeypatch.setattr(importlib.import_module(name), "exec", exec, raising=False)
     originals = (jinja2.Environment.compile, dbtClassMixin.__dict__["json_schema"])
     generated = []
     generate = jinja2.Environment._generate
@@ -105,6 +111,57 @@ def test_json_schemas_are_served_to_the_next_run(run, tmp_path, monkeypatch):
     with pytest.raises(Exception, match="send_anonymous_usage_stats"):
         ProjectFlags.validate({"send_anonymous_usage_stats": "not a bool"})
     assert not built
+
+
+def _define_classes():
+    """A dataclass and a mashumaro class defined now (their methods generated and exec'd), and one use of each."""
+    from mashumaro import DataClassDictMixin
+
+    # (made, not declared: this module's annotations are strings, which a local class could not resolve)
+    level = dataclasses.make_dataclass(
+        "Level", [("price", float), ("size", float, dataclasses.field(default=0.0))], frozen=True, order=True
+    )
+    book = dataclasses.make_dataclass(
+        "Book", [("symbol", str), ("bids", list[level])], bases=(DataClassDictMixin,)
+    )
+
+    read = book.from_dict({"symbol": "BTCUSDT", "bids": [{"price": 1.5, "size": 2.0}, {"price": 1.0}]})
+    return level(1.0) < level(1.5, 1.0), read.bids[1], read.to_dict()
+
+
+def test_generated_dataclass_code_is_served_to_the_next_run(run, tmp_path, monkeypatch):
+    save, _ = run(tmp_path)
+    first = _define_classes()
+    assert first == (
+        True,
+        first[1],
+        {"symbol": "BTCUSDT", "bids": [{"price": 1.5, "size": 2.0}, {"price": 1.0, "size": 0.0}]},
+    )
+    save()
+    assert (tmp_path / dbt_caches.GENERATED_CODE_FILE).exists()
+    run(tmp_path)
+    monkeypatch.setattr(dbt_caches, "compile", lambda *a, **k: pytest.fail("compiled again"), raising=False)
+    again = _define_classes()
+    assert again[0] is True and again[2] == first[2] and repr(again[1]) == repr(first[1])
+
+
+def test_changed_or_damaged_generated_code_is_compiled_again(run, tmp_path, monkeypatch):
+    (tmp_path / dbt_caches.GENERATED_CODE_FILE).write_bytes(b"not marshal data")
+    save, _ = run(tmp_path)
+    _define_classes()
+    save()
+    run(tmp_path)
+    compiled = []
+    monkeypatch.setattr(
+        dbt_caches, "compile", lambda *a, **k: compiled.append(a[0]) or compile(*a, **k), raising=False
+    )
+
+    @dataclasses.dataclass
+    class Other:  # new generated code: compiled, and right
+        x: int
+        y: int = 2
+
+    assert Other(1) == Other(1, 2) and compiled
 
 
 @pytest.mark.parametrize(
