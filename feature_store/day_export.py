@@ -1,18 +1,33 @@
-"""Publish the rebuilt days of a dbt table as Parquet (zstd) under <lake>/features/<table>/, one hive folder per
-symbol and day (symbol=<s>/date=<d>/part_0.parquet, without the two partition columns, as DuckDB's PARTITION_BY
-writes them; the files of a rebuilt day are replaced).  Used by the dbt Python models export_features and
-export_labels (dbt/models/features/, dbt/models/labels/), which run in the dbt process on its DuckDB session.
+"""Published days as Parquet (zstd) under <lake>/features/<table>/, one hive folder per symbol and day
+(symbol=<s>/date=<d>/part_0.parquet, without the two partition columns, as DuckDB's PARTITION_BY writes them; the
+files of a rebuilt day are replaced).  Two writers:
+- `publish_days` writes a query's rows: the published fct_features is these files, which the dbt materialization
+  published_parquet (dbt/macros/published_parquet.sql, through the plugin dbt/plugins/published_parquet.py) writes
+  and shows in the warehouse as a view;
+- `export_days` copies the rebuilt days of a warehouse table (the dbt Python model export_labels).
 
-One COPY per symbol-day: COPY ... PARTITION_BY costs 4x the time of plain COPYs of the same rows
-(benchmarks/bench_features.py)."""
+One plain COPY per symbol-day: COPY ... PARTITION_BY costs 4 to 6 times the CPU of plain COPYs of the same rows
+(DuckDB 2.0, a day of fct_features: 14.4-15.7 against 2.5 CPU-s).  A query whose rows are one symbol-day (a daily
+build of one symbol) is copied straight into its file; the rows of several are held in a temporary table first, from
+which each is copied (streaming them out as Arrow batches and encoding them with pyarrow instead cost the same CPU,
+but ran the encoding on one thread on the build's longest path and held 170 MB more: measured in a build)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
 
 from feature_store.feature_build import BuildWindow
-from feature_store.sql_text import literal
+from feature_store.sql_text import ident, literal
+
+PARTITION_COLUMNS = ("symbol", "date")
+PART_FILE = "part_0.parquet"
+# partition values written into folder names as they are (no escaping): symbols and ISO days
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 # zstd level 1 with Parquet 2.x data pages (DELTA_BINARY_PACKED integers, dictionaries kept where they pay): a day of
 # fct_features (864k rows) takes 2.1 CPU-s instead of 3.1 with the defaults (level 3, Parquet 1.0 pages) and the
@@ -23,6 +38,165 @@ from feature_store.sql_text import literal
 PARQUET_OPTIONS = (
     "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2, DICTIONARY_SIZE_LIMIT 16384)"
 )
+
+
+class PublishError(RuntimeError):
+    """Rows that cannot be published as asked; the message names the table, the problem and the fix."""
+
+
+def publish_days(
+    cursor,
+    sql: str,
+    folder: str,
+    window: BuildWindow,
+    *,
+    expected: Sequence[tuple[str, str]] | None = None,
+    full_refresh: bool = False,
+    not_null: Sequence[str] = (),
+) -> dict[tuple[str, str], int]:
+    """Write the rows of `sql` (a query with the partition columns symbol and date) under `folder` and return the
+    rows written per (symbol, date).  `expected` (when known beforehand, e.g. the staged partitions the rows are
+    built from) lets a query of one partition be copied straight to its file; a row outside it fails the run.  The
+    days start_date..end_date of `window` are replaced: a partition of those days the query no longer returns is
+    removed; with `full_refresh` every partition it did not write is.  A NULL in a `not_null` column, or columns that
+    differ from the partitions already published (an incremental run of a changed model), fail the run with the
+    published files left as they were."""
+    table = os.path.basename(os.path.normpath(folder))
+    token = f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # not *.parquet: readers of the folder never see it
+    written: dict[tuple[str, str], int] = {}
+    try:
+        if expected is not None and len(expected) == 1:
+            key = tuple(expected[0])
+            guard = _guard(table, not_null, key)
+            _copy(cursor, f"SELECT * FROM ({sql}) WHERE {guard}", key, _partition_file(folder, *key) + token)
+            written = {key: _rows(cursor, _partition_file(folder, *key) + token)}
+        else:
+            staged = f"__publish_{uuid.uuid4().hex[:8]}"
+            cursor.execute(
+                f"CREATE TEMP TABLE {staged} AS SELECT * FROM ({sql}) WHERE {_guard(table, not_null)}"
+            )
+            try:
+                counts = cursor.execute(
+                    f"SELECT symbol, date, count(*) FROM {staged} GROUP BY ALL ORDER BY ALL"
+                ).fetchall()
+                for symbol, day, n in counts:
+                    key = (symbol, day)
+                    where = f"symbol = {literal(symbol)} AND date = {literal(day)}"
+                    _copy(
+                        cursor,
+                        f"SELECT * FROM {staged} WHERE {where}",
+                        key,
+                        _partition_file(folder, *key) + token,
+                    )
+                    written[key] = n
+            finally:
+                cursor.execute(f"DROP TABLE IF EXISTS {staged}")
+        if written and not full_refresh:
+            first = next(iter(written))
+            _check_same_columns(cursor, table, folder, _partition_file(folder, *first) + token, set(written))
+    except BaseException:
+        for key in written:
+            Path(_partition_file(folder, *key) + token).unlink(missing_ok=True)
+        raise
+    for symbol, day in published_partitions(folder):
+        replaced = full_refresh or window.start_date <= day <= window.end_date
+        if replaced and (symbol, day) not in written:
+            shutil.rmtree(os.path.dirname(_partition_file(folder, symbol, day)), ignore_errors=True)
+    for key in written:
+        os.replace(_partition_file(folder, *key) + token, _partition_file(folder, *key))
+    return written
+
+
+def _guard(table: str, not_null: Sequence[str], key: tuple[str, str] | None = None) -> str:
+    """A filter that keeps every row, and fails the query on a NULL in a not_null column or a row outside `key`."""
+    checks = [
+        f"{ident(c)} IS NULL THEN error({literal(f'{table}: {c} is NULL, and the contract says not_null')})"
+        for c in not_null
+    ]
+    if key is not None:
+        outside = f"{table}: a row outside the expected partition symbol={key[0]}/date={key[1]}"
+        checks.append(
+            f"symbol IS DISTINCT FROM {literal(key[0])} OR date IS DISTINCT FROM {literal(key[1])} "
+            f"THEN error({literal(outside)})"
+        )
+    if not checks:
+        return "true"
+    return "CASE WHEN " + " WHEN ".join(checks) + " ELSE true END"
+
+
+def _copy(cursor, query: str, key: tuple[str, str], path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cursor.execute(
+        f"COPY (SELECT * EXCLUDE ({', '.join(PARTITION_COLUMNS)}) FROM ({query})) TO {literal(path)} "
+        f"{PARQUET_OPTIONS}"
+    )
+
+
+def _rows(cursor, path: str) -> int:
+    return cursor.execute(f"SELECT count(*) FROM read_parquet({literal(path)})").fetchall()[0][0]
+
+
+def published_view_sql(folder: str, columns: Sequence[tuple[str, str]]) -> str:
+    """The query of the published days under `folder` as one relation with `columns` ((name, DuckDB type), the
+    contract's, in order): read_parquet over the absolute path, symbol and date from the folder names; no rows
+    but the same columns before any day is published (read_parquet refuses a glob that matches no file)."""
+    if not published_partitions(folder):
+        nulls = ", ".join(f"NULL::{dtype} AS {ident(name)}" for name, dtype in columns)
+        return f"SELECT {nulls} WHERE false"
+    glob = os.path.join(os.path.abspath(folder), "symbol=*", "date=*", PART_FILE)
+    hive_types = ", ".join(
+        f"{literal(name)}: {dtype}" for name, dtype in columns if name in PARTITION_COLUMNS
+    )
+    return (
+        f"SELECT {', '.join(ident(name) for name, _ in columns)} "
+        f"FROM read_parquet({literal(glob)}, hive_partitioning = true, hive_types = {{{hive_types}}})"
+    )
+
+
+def _check_same_columns(cursor, table: str, folder: str, path: str, written: set[tuple[str, str]]) -> None:
+    """Fail when the columns of the new file at `path` differ from those of a published partition not rewritten."""
+    for key in published_partitions(folder):
+        if key in written:
+            continue
+        old, new = _columns(cursor, _partition_file(folder, *key)), _columns(cursor, path)
+        if old != new:
+            changed = sorted(
+                c for c in dict(old).keys() | dict(new).keys() if dict(old).get(c) != dict(new).get(c)
+            )
+            raise PublishError(
+                f"{table}: the model's columns changed ({', '.join(changed)}) against the published partition "
+                f"symbol={key[0]}/date={key[1]}: rebuild every day with `--full-refresh`"
+            )
+        return  # one published partition stands for all: each was checked against the others when written
+
+
+def _columns(cursor, path: str) -> list[tuple[str, str]]:
+    return cursor.execute(
+        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet({literal(path)}))"
+    ).fetchall()
+
+
+def published_partitions(folder: str) -> list[tuple[str, str]]:
+    """The (symbol, date) of every partition file under `folder`."""
+    found = []
+    if not os.path.isdir(folder):
+        return found
+    for symbol_dir in os.listdir(folder):
+        if not symbol_dir.startswith("symbol="):
+            continue
+        for day_dir in os.listdir(os.path.join(folder, symbol_dir)):
+            if day_dir.startswith("date=") and os.path.exists(
+                os.path.join(folder, symbol_dir, day_dir, PART_FILE)
+            ):
+                found.append((symbol_dir[len("symbol=") :], day_dir[len("date=") :]))
+    return found
+
+
+def _partition_file(folder: str, symbol: str, day: str) -> str:
+    for name, value in (("symbol", symbol), ("date", day)):
+        if not _SAFE_VALUE.fullmatch(str(value)):
+            raise PublishError(f"{os.path.basename(folder)}: {name} {value!r} cannot name a partition folder")
+    return os.path.join(folder, f"symbol={symbol}", f"date={day}", PART_FILE)
 
 
 def export_days(session, table: str, window: BuildWindow, lake: str):

@@ -100,10 +100,20 @@ def test_outputs_land_in_the_lake(lake):
         got = doc["symbols"][0]
         assert got["rvol_60s_mean"] == pytest.approx(want["rvol"], rel=1e-12) and want["rvol"] > 0
         assert got["warmup_rate"] == pytest.approx(want["warmup"], rel=1e-12)
-    exported = pq.read_table(
+    # the published features are these Parquet days, which the warehouse shows as a view
+    published = pq.read_table(
         lake.root / "features" / "fct_features" / "symbol=BTCUSDT" / f"date={TEST_DAYS[0]}"
     )
-    assert exported.num_rows == 86_400
+    assert published.num_rows == 86_400
+    viewed = warehouse_table(
+        lake.root,
+        f"SELECT * EXCLUDE (symbol, date) FROM fct_features WHERE date = '{TEST_DAYS[0]}' ORDER BY ts_us",
+    )
+    assert viewed.equals(published.sort_by("ts_us").cast(viewed.schema))
+    kinds = warehouse_table(
+        lake.root, "SELECT table_type FROM information_schema.tables WHERE table_name = 'fct_features'"
+    )
+    assert kinds["table_type"].to_pylist() == ["VIEW"]
     shards = sorted(p.name for p in (lake.root / "features" / "regimes").iterdir())
     assert shards == ["regime=bear", "regime=bull", "regime=range"]
 

@@ -1,8 +1,8 @@
-{{ config(
-    pre_hook="{{ delete_range('ts_us', range_start_us(), range_end_us()) }}",
-    on_schema_change='fail',
-) }}
+{{ config(materialized='published_parquet', partitions_from='stg_book_snapshots') }}
+-- depends_on: {{ ref('stg_book_snapshots') }}
 -- The published feature table the agent reads (through feature_store.snapshots): one row per book snapshot,
+-- written as Parquet day files under lake/features/fct_features/ and a view of them in the warehouse
+-- (macros/published_parquet.sql; its day partitions are those of the staged books, partitions_from);
 -- every feature causal (built only from data at or before ts).  Train-fit steps applied here: micro-price
 -- g-table, integrated-OFI weights, outlier clip bounds and regime thresholds, all fit on the train split
 -- (the build window's train_start / train_end, recorded in train_window).  Funding and on-chain values come as of ts from
@@ -18,7 +18,7 @@
 -- depends_on: {{ ref('int_book_features_train') }}
 -- depends_on: {{ ref('fct_labels') }}
 -- f is MATERIALIZED: the streaming windows of int_book_features run on one thread; from the materialized rows the
--- train-fit joins, the clip and the table write run on all threads (standalone 4.1 -> 2.7 s for a 100 ms day).  A
+-- train-fit joins, the clip and the Parquet write run on all threads (standalone 4.1 -> 2.7 s for a 100 ms day).  A
 -- day of them (~300 MB) beside the sort that feeds the windows (~380 MB) is more than DuckDB's memory limit: this
 -- model spills, and the build keeps the models that need memory of their own (labels, markouts) away from it: the
 -- labels before it (the ref above, for scheduling only), the markouts after it (dbt_project.yml: the schedule of a

@@ -3,7 +3,7 @@
     on_schema_change='fail',
 ) }}
 -- depends_on: {{ ref('fct_features') }}
--- (for scheduling only, the markouts read no features: they run beside the features' export, after fct_features;
+-- (for scheduling only, the markouts read no features: they run after fct_features, beside what reads it;
 -- dbt_project.yml, the schedule of a build)
 {%- set STREAMING = staged_grid_is_regular(
         ref('stg_book_snapshots'), markouts_start_us(), range_end_us() ~ ' + ' ~ max_horizon_us(),
