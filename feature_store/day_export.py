@@ -63,13 +63,25 @@ def publish_days(
     published files left as they were."""
     table = os.path.basename(os.path.normpath(folder))
     token = f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # not *.parquet: readers of the folder never see it
+    new_files: dict[tuple[str, str], str] = {}  # the files this run writes, under their temporary names
     written: dict[tuple[str, str], int] = {}
+
+    def copy(key: tuple[str, str], query: str) -> str:
+        path = new_files[key] = _partition_file(folder, *key) + token
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cursor.execute(
+            f"COPY (SELECT * EXCLUDE ({', '.join(PARTITION_COLUMNS)}) FROM ({query})) TO {literal(path)} "
+            f"{PARQUET_OPTIONS}"
+        )
+        return path
+
     try:
         if expected is not None and len(expected) == 1:
-            key = tuple(expected[0])
-            guard = _guard(table, not_null, key)
-            _copy(cursor, f"SELECT * FROM ({sql}) WHERE {guard}", key, _partition_file(folder, *key) + token)
-            written = {key: _rows(cursor, _partition_file(folder, *key) + token)}
+            key = (expected[0][0], expected[0][1])
+            path = copy(key, f"SELECT * FROM ({sql}) WHERE {_guard(table, not_null, key)}")
+            written[key] = cursor.execute(f"SELECT count(*) FROM read_parquet({literal(path)})").fetchall()[
+                0
+            ][0]
         else:
             staged = f"__publish_{uuid.uuid4().hex[:8]}"
             cursor.execute(
@@ -79,31 +91,34 @@ def publish_days(
                 counts = cursor.execute(
                     f"SELECT symbol, date, count(*) FROM {staged} GROUP BY ALL ORDER BY ALL"
                 ).fetchall()
-                for symbol, day, n in counts:
-                    key = (symbol, day)
-                    where = f"symbol = {literal(symbol)} AND date = {literal(day)}"
-                    _copy(
-                        cursor,
-                        f"SELECT * FROM {staged} WHERE {where}",
-                        key,
-                        _partition_file(folder, *key) + token,
+                known = None if expected is None else {(s, d) for s, d in expected}
+                outside = [
+                    f"symbol={s}/date={d}" for s, d, _ in counts if known is not None and (s, d) not in known
+                ]
+                if outside:
+                    raise PublishError(
+                        f"{table}: rows outside the expected partitions: {', '.join(outside[:5])}"
                     )
-                    written[key] = n
+                for symbol, day, n in counts:
+                    copy(
+                        (symbol, day),
+                        f"SELECT * FROM {staged} WHERE symbol = {literal(symbol)} AND date = {literal(day)}",
+                    )
+                    written[(symbol, day)] = n
             finally:
                 cursor.execute(f"DROP TABLE IF EXISTS {staged}")
-        if written and not full_refresh:
-            first = next(iter(written))
-            _check_same_columns(cursor, table, folder, _partition_file(folder, *first) + token, set(written))
+        if new_files and not full_refresh:
+            _check_same_columns(cursor, table, folder, next(iter(new_files.values())), set(new_files))
     except BaseException:
-        for key in written:
-            Path(_partition_file(folder, *key) + token).unlink(missing_ok=True)
+        for path in new_files.values():
+            Path(path).unlink(missing_ok=True)
         raise
     for symbol, day in published_partitions(folder):
         replaced = full_refresh or window.start_date <= day <= window.end_date
-        if replaced and (symbol, day) not in written:
+        if replaced and (symbol, day) not in new_files:
             shutil.rmtree(os.path.dirname(_partition_file(folder, symbol, day)), ignore_errors=True)
-    for key in written:
-        os.replace(_partition_file(folder, *key) + token, _partition_file(folder, *key))
+    for key, path in new_files.items():
+        os.replace(path, _partition_file(folder, *key))
     return written
 
 
@@ -122,18 +137,6 @@ def _guard(table: str, not_null: Sequence[str], key: tuple[str, str] | None = No
     if not checks:
         return "true"
     return "CASE WHEN " + " WHEN ".join(checks) + " ELSE true END"
-
-
-def _copy(cursor, query: str, key: tuple[str, str], path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    cursor.execute(
-        f"COPY (SELECT * EXCLUDE ({', '.join(PARTITION_COLUMNS)}) FROM ({query})) TO {literal(path)} "
-        f"{PARQUET_OPTIONS}"
-    )
-
-
-def _rows(cursor, path: str) -> int:
-    return cursor.execute(f"SELECT count(*) FROM read_parquet({literal(path)})").fetchall()[0][0]
 
 
 def published_view_sql(folder: str, columns: Sequence[tuple[str, str]]) -> str:

@@ -132,6 +132,18 @@ def test_a_row_outside_the_expected_partition_fails(tmp_path):
     assert published_partitions(str(tmp_path)) == []
 
 
+def test_rows_outside_several_expected_partitions_fail(tmp_path):
+    expected = [("BTCUSDT", "2024-03-02"), ("BTCUSDT", "2024-03-03")]
+    sql = _rows(["BTCUSDT", "ETHUSDT"], ["2024-03-02", "2024-03-03"])
+    with pytest.raises(
+        PublishError, match="rows outside the expected partitions: symbol=ETHUSDT/date=2024-03-02"
+    ):
+        publish_days(
+            duckdb.connect(), sql, str(tmp_path), _window("2024-03-02", "2024-03-03"), expected=expected
+        )
+    assert published_partitions(str(tmp_path)) == [] and not list(tmp_path.rglob("*.tmp"))
+
+
 def test_changed_columns_fail_an_incremental_run_until_a_full_refresh(tmp_path):
     con = duckdb.connect()
     publish_days(con, _rows(["BTCUSDT"], ["2024-03-01"]), str(tmp_path), _window("2024-03-01"))

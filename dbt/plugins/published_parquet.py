@@ -1,10 +1,11 @@
 """dbt-duckdb plugin that writes the published Parquet days of a model (feature_store.day_export.publish_days).
 
 The materialization published_parquet (dbt/macros/published_parquet.sql) calls it through dbt-duckdb's
-`adapter.store_relation`: `store` runs the model's compiled query on a cursor of the run's connection, streams its
+`adapter.store_relation`: `store` runs the model's compiled query on a cursor of the run's connection, copies its
 rows into <lake>/features/<model>/symbol=<s>/date=<d>/part_0.parquet and makes the model's warehouse relation a view
 of those files.  The query's rows are written once, as Parquet: a DuckDB table of them beside a Parquet export cost
-a second write of every feature (dbt_project.yml).
+a second write of every feature (dbt_project.yml).  The view names the files by their absolute path: a lake moved
+or copied elsewhere shows its own files from its next build of the model on.
 
 profiles.yml loads this module through `module_paths` (plugins/ next to profiles.yml, found via --profiles-dir).
 """
