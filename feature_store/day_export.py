@@ -79,9 +79,9 @@ def publish_days(
         if expected is not None and len(expected) == 1:
             key = (expected[0][0], expected[0][1])
             path = copy(key, f"SELECT * FROM ({sql}) WHERE {_guard(table, not_null, key)}")
-            written[key] = cursor.execute(f"SELECT count(*) FROM read_parquet({literal(path)})").fetchall()[
-                0
-            ][0]
+            ((written[key],),) = cursor.execute(
+                f"SELECT count(*) FROM read_parquet({literal(path)})"
+            ).fetchall()
         else:
             staged = f"__publish_{uuid.uuid4().hex[:8]}"
             cursor.execute(
@@ -113,12 +113,13 @@ def publish_days(
         for path in new_files.values():
             Path(path).unlink(missing_ok=True)
         raise
+    # each new file replaces its partition's in one step; then the window's partitions the query no longer returns go
+    for key, path in new_files.items():
+        os.replace(path, _partition_file(folder, *key))
     for symbol, day in published_partitions(folder):
         replaced = full_refresh or window.start_date <= day <= window.end_date
         if replaced and (symbol, day) not in new_files:
             shutil.rmtree(os.path.dirname(_partition_file(folder, symbol, day)), ignore_errors=True)
-    for key, path in new_files.items():
-        os.replace(path, _partition_file(folder, *key))
     return written
 
 
