@@ -4,7 +4,8 @@ files of a rebuilt day are replaced).  Two writers:
 - `publish_days` writes a query's rows: the published fct_features is these files, which the dbt materialization
   published_parquet (dbt/macros/published_parquet.sql, through the plugin dbt/plugins/published_parquet.py) writes
   and shows in the warehouse as a view;
-- `export_days` copies the rebuilt days of a warehouse table (the dbt Python model export_labels).
+- `export_days` copies the rebuilt days of a warehouse table (the dbt Python model export_labels, which also
+  copies the day before the window again: its labels of the last horizon are rewritten by the run).
 
 One plain COPY per symbol-day: COPY ... PARTITION_BY costs 4 to 6 times the CPU of plain COPYs of the same rows
 (DuckDB 2.0, a day of fct_features: 14.4-15.7 against 2.5 CPU-s).  A query whose rows are one symbol-day (a daily
@@ -203,12 +204,15 @@ def _partition_file(folder: str, symbol: str, day: str) -> str:
     return os.path.join(folder, f"symbol={symbol}", f"date={day}", PART_FILE)
 
 
-def export_days(session, table: str, window: BuildWindow, lake: str):
-    """Write every (symbol, date) of `table` inside the window's days; returns a relation of the rows written per
-    symbol and day (the model's own table)."""
+def export_days(session, table: str, window: BuildWindow, lake: str, rewritten_from_us: str | None = None):
+    """Write every (symbol, date) of `table` inside the window's days, and, with `rewritten_from_us` (a SQL scalar:
+    the first ts_us the run rewrote, before the window), every day holding rows from then on; returns a relation
+    of the rows written per symbol and day (the model's own table)."""
     start, end = window.start_date, window.end_date
+    since = "false" if rewritten_from_us is None else f"ts_us >= ({rewritten_from_us})"
     days = session.execute(
-        f"SELECT DISTINCT symbol, date FROM {table} WHERE date BETWEEN ? AND ? ORDER BY ALL", [start, end]
+        f"SELECT DISTINCT symbol, date FROM {table} WHERE date <= ? AND (date >= ? OR {since}) ORDER BY ALL",
+        [end, start],
     ).fetchall()
     for symbol, day in days:
         folder = os.path.join(lake, "features", table, f"symbol={symbol}", f"date={day}")
@@ -219,7 +223,8 @@ def export_days(session, table: str, window: BuildWindow, lake: str):
             f"WHERE symbol = {literal(symbol)} AND date = {literal(day)}) "
             f"TO {literal(os.path.join(folder, 'part_0.parquet'))} {PARQUET_OPTIONS}"
         )
+    exported = ", ".join(f"({literal(symbol)}, {literal(day)})" for symbol, day in days) or "(NULL, NULL)"
     return session.sql(
         f"SELECT symbol, date, count(*) AS exported_rows FROM {table} "
-        f"WHERE date BETWEEN '{start}' AND '{end}' GROUP BY ALL ORDER BY ALL"
+        f"WHERE (symbol, date) IN (SELECT * FROM (VALUES {exported})) GROUP BY ALL ORDER BY ALL"
     )

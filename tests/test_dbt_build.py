@@ -118,6 +118,23 @@ def test_outputs_land_in_the_lake(lake):
     assert shards == ["regime=bear", "regime=bull", "regime=range"]
 
 
+def test_the_labels_export_equals_the_warehouse_after_the_next_day_filled_the_last_horizon(lake):
+    """A day's labels of its last horizon look into the next day: NULL when the day is built, filled by the next
+    day's run, which exports that earlier day again, so the Parquet labels equal the warehouse's."""
+    for day in TEST_DAYS:
+        want = warehouse_table(
+            lake.root, f"SELECT * EXCLUDE (symbol, date) FROM fct_labels WHERE date = '{day}' ORDER BY ts_us"
+        )
+        got = pq.read_table(lake.root / "features" / "fct_labels" / "symbol=BTCUSDT" / f"date={day}")
+        assert got.sort_by("ts_us").cast(want.schema).equals(want), day
+    last_minute = warehouse_table(
+        lake.root,
+        f"SELECT count(markout_mid_60s_bps) AS n FROM fct_labels WHERE date = '{TEST_DAYS[0]}' "
+        f"AND ts >= TIMESTAMPTZ '{TEST_DAYS[0]} 23:59:00+00'",
+    )
+    assert last_minute["n"][0].as_py() > 0
+
+
 def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
     """fct_features holds more than DuckDB's memory limit at its peak (it spills): the labels run before it and the
     markouts after it, as edges of dbt's graph (dbt_project.yml, the schedule of a build), whatever the timing."""
