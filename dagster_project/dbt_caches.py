@@ -1,6 +1,6 @@
 """Caches across runs of what dbt derives the same way in every run, for `scalper-dbt` (dagster_project/dbt_cli.py).
 
-Partial parsing keeps dbt's manifest between runs, but not two things each run rebuilds from unchanged inputs:
+Partial parsing keeps dbt's manifest between runs, but not three things each run rebuilds from unchanged inputs:
 - the compiled Jinja templates: Jinja lexes and parses every macro and model dbt renders, generates Python source
   from it and compiles that; a build of one day partition spent 0.45 s of its Python on the same few hundred
   templates as the run before (py-spy, a build of a 100 ms day);
@@ -16,11 +16,11 @@ machinery execs them, which neither cache sees.
 
 A template is keyed by a digest of its source and of everything in its environment that shapes the generated code,
 with Jinja's and Python's versions; generated code by its source and Python's bytecode version (compiled as exec()
-compiles it: the two modules have no __future__ imports to inherit); a schema by its class and the versions of the packages that define such classes
-(dbt-core, dbt-common, dbt-adapters, dbt-duckdb, mashumaro).  So a stale entry can only be missed, never hit.  Each
-cache is one file in dbt's target folder (beside its partial-parse state), holding the entries of the last run that
-had to add one: it does not grow with old versions.  DBT_MACRO_DEBUGGING (dbt's own Jinja debugging, which
-rewrites compiled code) turns the template cache off.
+compiles it: the two modules have no __future__ imports to inherit); a schema by its class and the versions of the
+packages that define such classes (dbt-core, dbt-common, dbt-adapters, dbt-duckdb, mashumaro).  So a stale entry
+can only be missed, never hit.  Each cache is one file in dbt's target folder (beside its partial-parse state),
+holding the entries of the last run that had to add one: it does not grow with old versions.  DBT_MACRO_DEBUGGING
+(dbt's own Jinja debugging, which rewrites compiled code) turns the template cache off.
 """
 
 from __future__ import annotations
