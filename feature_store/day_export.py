@@ -159,20 +159,18 @@ def published_view_sql(folder: str, columns: Sequence[tuple[str, str]]) -> str:
 
 
 def _check_same_columns(cursor, table: str, folder: str, path: str, written: set[tuple[str, str]]) -> None:
-    """Fail when the columns of the new file at `path` differ from those of a published partition not rewritten."""
-    for key in published_partitions(folder):
-        if key in written:
-            continue
-        old, new = _columns(cursor, _partition_file(folder, *key)), _columns(cursor, path)
-        if old != new:
-            changed = sorted(
-                c for c in dict(old).keys() | dict(new).keys() if dict(old).get(c) != dict(new).get(c)
-            )
-            raise PublishError(
-                f"{table}: the model's columns changed ({', '.join(changed)}) against the published partition "
-                f"symbol={key[0]}/date={key[1]}: rebuild every day with `--full-refresh`"
-            )
-        return  # one published partition stands for all: each was checked against the others when written
+    """Fail when the columns of the new file at `path` differ from those of a published partition not rewritten (one
+    stands for all: each was checked against the others when it was written)."""
+    kept = [key for key in published_partitions(folder) if key not in written]
+    if not kept:
+        return
+    old, new = dict(_columns(cursor, _partition_file(folder, *kept[0]))), dict(_columns(cursor, path))
+    if list(old.items()) != list(new.items()):
+        changed = sorted(c for c in old.keys() | new.keys() if old.get(c) != new.get(c))
+        raise PublishError(
+            f"{table}: the model's columns changed ({', '.join(changed)}) against the published partition "
+            f"symbol={kept[0][0]}/date={kept[0][1]}: rebuild every day with `--full-refresh`"
+        )
 
 
 def _columns(cursor, path: str) -> list[tuple[str, str]]:
@@ -215,13 +213,12 @@ def export_days(session, table: str, window: BuildWindow, lake: str, rewritten_f
         [end, start],
     ).fetchall()
     for symbol, day in days:
-        folder = os.path.join(lake, "features", table, f"symbol={symbol}", f"date={day}")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
+        path = _partition_file(os.path.join(lake, "features", table), symbol, day)
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        os.makedirs(os.path.dirname(path))
         session.execute(
             f"COPY (SELECT * EXCLUDE (symbol, date) FROM {table} "
-            f"WHERE symbol = {literal(symbol)} AND date = {literal(day)}) "
-            f"TO {literal(os.path.join(folder, 'part_0.parquet'))} {PARQUET_OPTIONS}"
+            f"WHERE symbol = {literal(symbol)} AND date = {literal(day)}) TO {literal(path)} {PARQUET_OPTIONS}"
         )
     exported = ", ".join(f"({literal(symbol)}, {literal(day)})" for symbol, day in days) or "(NULL, NULL)"
     return session.sql(
