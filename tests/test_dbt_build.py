@@ -136,8 +136,9 @@ def test_the_labels_export_equals_the_warehouse_after_the_next_day_filled_the_la
 
 
 def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
-    """fct_features holds more than DuckDB's memory limit at its peak (it spills): the labels run before it and the
-    markouts after it, as edges of dbt's graph (dbt_project.yml, the schedule of a build), whatever the timing."""
+    """fct_features holds more than DuckDB's memory limit at its peak (it spills): the labels run before it, the
+    markouts after it and the daily metrics after the labels export, as edges of dbt's graph (dbt_project.yml, the
+    schedule of a build), whatever the timing."""
     manifest = json.loads((lake.root / ".dbt_target" / "manifest.json").read_text())
     parents = {k: set(v) for k, v in manifest["parent_map"].items()}
 
@@ -154,6 +155,8 @@ def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
     assert model("fct_labels") in ancestors(model("fct_features"))
     assert model("fct_features") in ancestors(model("fct_trade_markouts"))
     assert model("regime_thresholds") in ancestors(model("metrics_daily"))
+    # metrics_daily starts after fct_features has sorted its books: beside that sort, both spill (dbt_project.yml)
+    assert model("export_labels") in ancestors(model("metrics_daily"))
 
 
 def test_a_book_staged_in_the_former_layout_loses_the_columns_no_feature_reads(lake, tmp_path):

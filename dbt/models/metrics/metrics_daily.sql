@@ -4,9 +4,9 @@
     pre_hook="{{ delete_days() }}",
     on_schema_change='sync_all_columns',
 ) }}
--- depends_on: {{ ref('regime_thresholds') }}
--- (for scheduling only, the metrics read no fits: they run after the fits, beside the start of fct_features;
--- dbt_project.yml, the schedule of a build)
+-- depends_on: {{ ref('export_labels') }}
+-- (for scheduling only, the metrics read no labels: they run after the fits and the labels export, beside
+-- fct_features once it has sorted the day's books; dbt_project.yml, the schedule of a build)
 -- Daily QC metrics per symbol for the dashboards and the QC tests: timestamp continuity (gaps over 1.5 grid
 -- steps: rate and longest), crossed / locked books, books dropped by staging, trade counts and receive lags, spread
 -- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
