@@ -5,6 +5,7 @@ metrics JSON, Parquet exports and regime shards land in the lake."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import duckdb
 import numpy as np
@@ -157,6 +158,43 @@ def test_the_schedule_keeps_labels_and_markouts_away_from_fct_features(lake):
     assert model("regime_thresholds") in ancestors(model("metrics_daily"))
     # metrics_daily starts after fct_features has sorted its books: beside that sort, both spill (dbt_project.yml)
     assert model("export_labels") in ancestors(model("metrics_daily"))
+
+
+def test_a_feature_past_its_train_fit_bound_fails_qc_outliers_clipped(lake, tmp_path):
+    """qc_outliers_clipped compares with the bounds as literals (so that DuckDB skips the row groups whose statistics
+    lie inside them): a bound narrowed to the day's median spread fails it with every row above, and restored, it
+    passes again."""
+    day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    spread = f"FROM fct_features WHERE date = '{TEST_DAYS[1]}'"
+    median = warehouse_table(lake.root, f"SELECT median(spread_bps) AS m {spread}")["m"][0].as_py()
+    above = warehouse_table(lake.root, f"SELECT count(*) AS n {spread} AND spread_bps > {median!r}")["n"][
+        0
+    ].as_py()
+    assert above > 0
+    (hi,) = warehouse_table(lake.root, "SELECT spread_bps__hi FROM norm_clip_bounds")[
+        "spread_bps__hi"
+    ].to_pylist()
+
+    def qc(bound: float) -> subprocess.CompletedProcess:
+        with duckdb.connect(str(lake.root / "warehouse.duckdb")) as con:
+            con.execute("UPDATE norm_clip_bounds SET spread_bps__hi = ?", [bound])
+        return run_dbt(
+            lake.root,
+            "test",
+            day,
+            select="qc_outliers_clipped",
+            extra_vars=lake.extra_vars,
+            check=False,
+            target_path=tmp_path,
+        )
+
+    try:
+        failed = qc(median)
+        assert failed.returncode == 1
+        assert f"Got {above} results" in failed.stdout, failed.stdout[-2000:]
+    finally:
+        passed = qc(hi)
+    assert passed.returncode == 0, passed.stdout[-2000:]
 
 
 def test_a_book_staged_in_the_former_layout_loses_the_columns_no_feature_reads(lake, tmp_path):
