@@ -132,11 +132,12 @@ def _define_classes():
 def test_generated_dataclass_code_is_served_to_the_next_run(run, tmp_path, monkeypatch):
     save, _ = run(tmp_path)
     first = _define_classes()
-    assert first == (
-        True,
-        first[1],
-        {"symbol": "BTCUSDT", "bids": [{"price": 1.5, "size": 2.0}, {"price": 1.0, "size": 0.0}]},
-    )
+    assert first[0] is True  # the generated ordering
+    assert repr(first[1]) == "Level(price=1.0, size=0.0)"  # the generated __init__ default and __repr__
+    assert first[2] == {
+        "symbol": "BTCUSDT",
+        "bids": [{"price": 1.5, "size": 2.0}, {"price": 1.0, "size": 0.0}],
+    }
     save()
     assert (tmp_path / dbt_caches.GENERATED_CODE_FILE).exists()
     run(tmp_path)
