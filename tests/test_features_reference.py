@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from feature_lake import TEST_DAYS, assert_close, shared_lake, warehouse_table
+from feature_lake import TEST_DAYS, TEST_VARS, assert_close, day_start_us, shared_lake, warehouse_table
 
 from feature_store import features_ref as ref
+from feature_store import qc
 from feature_store.instruments import instrument
 
 TICK = instrument("BTCUSDT").tick_size
@@ -162,3 +163,66 @@ def test_funding_and_onchain_are_as_of(built):
     # a day's on-chain value (published the next day + 2 h) is invisible before its availability time
     first_day = sql.filter(pa.compute.less(sql["ts_us"], int(f["ts_us"][0]) + 2 * 3_600_000_000))
     assert first_day["onchain_tx_count"].null_count == first_day.num_rows
+
+
+SYNC_LAGS = range(-10, 11)
+
+
+def _sync_reference(net_taker_qty: np.ndarray, log_ret: np.ndarray) -> tuple[int, float]:
+    """The L2/trade sync of one symbol-day: the correlation of the taker volume at row t with the log return at
+    row t + k over the pairs where both exist (the day's first row has no return), and the k (in rows) where it is
+    highest."""
+    n = len(net_taker_qty)
+    corr = {}
+    for k in SYNC_LAGS:
+        t = np.arange(max(0, -k), min(n, n - k))
+        x, r = net_taker_qty[t], log_ret[t + k]
+        ok = np.isfinite(r)
+        corr[k] = float(np.corrcoef(x[ok], r[ok])[0, 1])
+    best = max(corr, key=corr.get)
+    return best, corr[best]
+
+
+def test_daily_qc_metrics_equal_the_landing_qc_and_numpy(built):
+    """metrics_daily (SQL over the staged book, the trade flow and the staged trades, one run per day) against two
+    independent numpy implementations: the landing QC's counters over the day's raw rows (feature_store.qc), and
+    the L2/trade sync and touch sizes over the reference's staged books and trade flow.  Covers the planted bad day
+    (a 61 s gap, 5 crossed books) as well as the good ones."""
+    lake, book, f, *_ = built
+    got_rows = warehouse_table(lake.root, "SELECT * FROM metrics_daily WHERE symbol = 'BTCUSDT'").to_pylist()
+    got_by_day = {str(m["date"]): m for m in got_rows}
+    assert sorted(got_by_day) == list(TEST_DAYS)
+    raw_books, raw_trades = lake.raw["book_snapshots"], lake.raw["trades"]
+    raw_book_ts = raw_books["ts"].cast(pa.int64()).to_numpy()
+    raw_trade_ts = raw_trades["ts"].cast(pa.int64()).to_numpy()
+    grid_s = TEST_VARS["grid_ms"] / 1000
+    for day in TEST_DAYS:
+        lo, hi = day_start_us(day), day_start_us(day) + DAY_US
+        trades = raw_trades.filter(pa.array((raw_trade_ts >= lo) & (raw_trade_ts < hi)))
+        tables = {
+            "book_snapshots": raw_books.filter(pa.array((raw_book_ts >= lo) & (raw_book_ts < hi))),
+            "trades": trades,
+        }
+        want = qc.day_counters(tables, TICK, grid_ms=TEST_VARS["grid_ms"])
+        got = got_by_day[day]
+        n = got["book_rows"]
+        assert n == want["book_rows"] and got["books_dropped"] == 0, day
+        # metrics_daily rates are per book, the landing QC's gap rate per step: compare the counts
+        assert round(got["gap_rate"] * n) == want["book_gaps"], day
+        assert got["max_gap_s"] == pytest.approx(want["book_max_gap_s"], rel=1e-12), day
+        assert round(got["crossed_rate"] * n) == want["crossed_books"], day
+        assert round(got["locked_rate"] * n) == want["locked_books"], day
+        assert got["spread_bps_p50"] == pytest.approx(want["spread_bps_p50"], rel=1e-9), day
+        assert got["spread_bps_p99"] == pytest.approx(want["spread_bps_p99"], rel=1e-9), day
+        assert got["trade_rows"] == want["trade_rows"], day
+        recv_lag = trades["recv_ts"].cast(pa.int64()).to_numpy() - trades["ts"].cast(pa.int64()).to_numpy()
+        assert got["mean_trade_recv_lag_s"] == pytest.approx(recv_lag.mean() / 1e6, rel=1e-9), day
+
+        in_day = (f["ts_us"] >= lo) & (f["ts_us"] < hi)
+        touch = np.minimum(book.bid_sz[in_day, 0], book.ask_sz[in_day, 0]).min()
+        assert got["min_touch_size"] == pytest.approx(touch, rel=1e-12), day
+        mid = f["mid"][in_day]
+        log_ret = np.r_[np.nan, np.log(mid[1:] / mid[:-1])]  # a day's first book has no return within the day
+        lag_rows, corr = _sync_reference(f["net_taker_qty"][in_day], log_ret)
+        assert got["sync_best_lag_s"] == pytest.approx(lag_rows * grid_s), day
+        assert got["sync_best_corr"] == pytest.approx(corr, rel=1e-9), day
