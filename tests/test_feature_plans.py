@@ -1,6 +1,8 @@
 """The two plans of the rolling features agree: on a regular grid with two symbols in one run (the streaming plan's
 running sums cross the symbols and subtract each symbol's base), `feature_plan: streaming` and `feature_plan: range`
-give the same trade flow, book features and labels; an irregular grid refuses `streaming` by name.
+give the same trade flow, book features and labels; an irregular grid refuses `streaming` by name.  The on-chain
+values of both symbols become available at the same time inside their books, so the streaming plan's stream carries
+the first symbol's event into the second symbol's earlier books, where it must find nothing (no look-ahead).
 
 Tolerance: as tests/test_features_reference.py (1e-9 relative and 1e-9 x the column's scale; 1e-6 for skewness and
 kurtosis, whose power sums lose digits to cancellation at the running sums' magnitude).  Also: staging dedupes
@@ -11,10 +13,19 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from feature_lake import MarketParams, assert_close, build_raw_lake, warehouse_table, write_raw
+from feature_lake import (
+    MarketParams,
+    assert_close,
+    build_raw_lake,
+    day_start_us,
+    onchain,
+    warehouse_table,
+    write_raw,
+)
 
 from feature_store.feature_build import BuildWindow, FeatureBuildError, run_dbt
 
@@ -22,6 +33,7 @@ DAY = "2024-01-01"
 VARS = {"warmup_s": 900, "regime_window_s": 900, "grid_ms": 1000}
 WINDOW = BuildWindow(DAY, DAY, train_start=DAY, train_end=DAY)
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+ONCHAIN_LAG_HOURS = 20.0  # the books span 18:00-24:00 of DAY
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +47,9 @@ def lakes(tmp_path_factory):
         day_seconds=21_600,
     )
     write_raw(streaming, "trades", _trades_at_book_instants(raw))
+    rng = np.random.default_rng(3)
+    late = pa.concat_tables([onchain(rng, s, DAY, lag_hours=ONCHAIN_LAG_HOURS) for s in SYMBOLS])
+    write_raw(streaming, "onchain_metrics", late, mode="overwrite")
     ranged = tmp_path_factory.mktemp("plan_range")
     shutil.copytree(streaming / "raw", ranged / "raw")
     run_dbt(streaming, "build", WINDOW, extra_vars={**VARS, "feature_plan": "streaming"})
@@ -89,6 +104,21 @@ def test_streaming_plan_equals_range_plan(lakes, table, key, min_rows):
             assert_close(f"{table}.{name}", got, want, tol)
         else:
             assert (got == want).all(), f"{table}.{name}"
+
+
+def test_onchain_values_appear_at_their_availability_time_in_both_plans(lakes):
+    available_us = day_start_us(DAY) + int(ONCHAIN_LAG_HOURS * 3_600_000_000)
+    for root in lakes:
+        rows = warehouse_table(
+            root,
+            f"SELECT symbol, ts_us >= {available_us} AS available, count(onchain_tx_count) AS known, "
+            "count(*) AS n FROM int_book_features_train GROUP BY ALL ORDER BY ALL",
+        ).to_pylist()
+        assert [(r["symbol"], r["available"]) for r in rows] == [
+            (s, a) for s in SYMBOLS for a in (False, True)
+        ]
+        for r in rows:
+            assert r["known"] == (r["n"] if r["available"] else 0), (root.name, r)
 
 
 def test_streaming_plan_refuses_an_irregular_grid(tmp_path):

@@ -34,6 +34,35 @@ flow AS (
     FROM {{ ref('int_trade_flow') }}
     WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
 ),
+-- the funding, mark-price and on-chain events the books take their values as of: one row per (symbol, ts_us) of a
+-- kind (staging dedupes them)
+funding_events AS (
+    SELECT symbol, ts_us, rate, interval_hours
+    FROM {{ ref('stg_funding_rates') }}
+    WHERE ts_us < {{ range_end_us() }}
+),
+mark_events AS (
+    SELECT symbol, ts_us, mark_price, index_price, est_funding_rate, next_funding_ts_us
+    FROM {{ ref('stg_mark_prices') }}
+    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
+    UNION ALL
+    -- the mark in force when the warm-up starts
+    SELECT symbol, max(ts_us), arg_max_null(mark_price, ts_us), arg_max_null(index_price, ts_us),
+           arg_max_null(est_funding_rate, ts_us), arg_max_null(next_funding_ts_us, ts_us)
+    FROM {{ ref('stg_mark_prices') }}
+    WHERE ts_us < {{ LOWER }}
+    GROUP BY symbol
+),
+{%- for m in var('onchain_metrics') %}
+onchain_{{ m }}_events AS (
+    SELECT symbol, available_at_us AS ts_us, arg_max(value, ts) AS value
+    FROM {{ ref('stg_onchain_metrics') }}
+    WHERE metric = '{{ m }}' AND available_at_us < {{ range_end_us() }}
+    GROUP BY symbol, available_at_us
+),
+{%- endfor %}
+{%- set AS_OF_KINDS = ['funding', 'mark'] %}
+{%- for m in var('onchain_metrics') %}{% do AS_OF_KINDS.append('onchain_' ~ m) %}{% endfor %}
 {%- if STREAMING %}
 {%- set SUMMED = ['avg_depth_l%d' % M] %}
 {%- for m in range(1, M + 1) %}{% do SUMMED.append('ofi_event_l%d' % m) %}{% endfor %}
@@ -41,9 +70,6 @@ flow AS (
 {%- do SUMMED.extend(['ret1', 'ret2', 'ret3', 'ret4']) %}
 {%- set COUNTED = ['has_buy', 'has_sell', 'has_ret', 'nonzero_ret'] %}
 {%- set FIRST = ['ts_us', 'bid_sz_1', 'ask_sz_1', 'mid'] %}
-{%- set MARK_FIELDS = ['mark_price', 'index_price', 'est_funding_rate', 'next_funding_ts_us'] %}
-{%- set AS_OF = {'funding': ['at', 'rate', 'interval_hours'], 'mark': ['at'] + MARK_FIELDS} %}
-{%- for m in var('onchain_metrics') %}{% do AS_OF.update({'onchain_' ~ m: ['at', 'value']}) %}{% endfor %}
 {#- lags longer than DuckDB streams (stream_far_lags): the return moments' and realized volatilities' long windows
     and the regime window's first mid -#}
 {%- set FAR = {} %}
@@ -51,8 +77,8 @@ flow AS (
 {%- for s in rvol_windows() + [W] %}{% do FAR.setdefault(grid_rows(s) | int, []).extend(['c_nonzero_ret', 'c_ret2']) %}{% endfor %}
 {%- do FAR.setdefault((grid_rows(W) | int) - 1, []).append('mid') %}
 {%- for n in FAR %}{% do FAR.update({n: FAR[n] | unique | list}) %}{% endfor %}
-{%- set AS_OF_COLUMNS = [] %}
-{%- for kind, fields in AS_OF.items() %}{% for f in fields %}{% do AS_OF_COLUMNS.append(kind ~ '__' ~ f) %}{% endfor %}{% endfor %}
+{%- set AS_OF_AT = [] %}
+{%- for kind in AS_OF_KINDS %}{% do AS_OF_AT.append(kind ~ '__at') %}{% endfor %}
 book_flow AS (
     SELECT
         book.symbol,
@@ -72,69 +98,32 @@ book_flow AS (
     FROM book
     LEFT JOIN flow ON flow.symbol = book.symbol AND flow.ts_us = book.ts_us
 ),
-as_of_events AS (
-    -- funding, mark price and on-chain values are taken as of each book: their events join the sorted stream as
-    -- rows with flat <kind>__<field> columns (<kind>__at marks a row of that kind)
-    SELECT symbol, ts_us, ts_us AS funding__at, rate AS funding__rate, interval_hours AS funding__interval_hours
-    FROM {{ ref('stg_funding_rates') }}
-    WHERE ts_us < {{ range_end_us() }}
-    UNION ALL BY NAME
-    SELECT symbol, ts_us, ts_us AS mark__at{% for c in MARK_FIELDS %}, {{ c }} AS mark__{{ c }}{% endfor %}
-    FROM {{ ref('stg_mark_prices') }}
-    WHERE ts_us >= {{ LOWER }} AND ts_us < {{ range_end_us() }}
-    UNION ALL BY NAME
-    -- the mark in force when the warm-up starts
-    SELECT symbol, max(ts_us) AS ts_us, max(ts_us) AS mark__at
-        {%- for c in MARK_FIELDS %}, arg_max_null({{ c }}, ts_us) AS mark__{{ c }}{% endfor %}
-    FROM {{ ref('stg_mark_prices') }}
-    WHERE ts_us < {{ LOWER }}
-    GROUP BY symbol
-    {%- for m in var('onchain_metrics') %}
-    UNION ALL BY NAME
-    SELECT symbol, available_at_us AS ts_us, available_at_us AS onchain_{{ m }}__at,
-           arg_max(value, ts) AS onchain_{{ m }}__value
-    FROM {{ ref('stg_onchain_metrics') }}
-    WHERE metric = '{{ m }}' AND available_at_us < {{ range_end_us() }}
-    GROUP BY symbol, available_at_us
-    {%- endfor %}
-),
 ordered AS (
     SELECT *, true AS is_book
     FROM book_flow
+    {%- for kind in AS_OF_KINDS %}
     UNION ALL BY NAME
-    SELECT *, false AS is_book FROM as_of_events
+    -- the events join the sorted stream as rows that only mark their time (<kind>__at)
+    SELECT symbol, ts_us, ts_us AS {{ kind }}__at, false AS is_book FROM {{ kind }}_events
+    {%- endfor %}
     -- an event at the time of a book counts for that book (as of: at or before)
     ORDER BY symbol, ts_us, is_book
 ),
 numbered AS (
     SELECT *, row_number() OVER () AS stream_rn FROM ordered
 ),
-carried AS (
-    -- the latest event of each kind so far in the stream, and its symbol (the stream runs across symbols)
-    SELECT
-        * EXCLUDE ({{ AS_OF_COLUMNS | join(', ') }}),
-        {%- for kind, fields in AS_OF.items() %}
-        arg_max(symbol, stream_rn) FILTER (WHERE {{ kind }}__at IS NOT NULL) OVER (ROWS UNBOUNDED PRECEDING)
-            AS {{ kind }}__symbol,
-        {%- for f in fields %}
-        arg_max_null({{ kind }}__{{ f }}, stream_rn) FILTER (WHERE {{ kind }}__at IS NOT NULL)
-            OVER (ROWS UNBOUNDED PRECEDING) AS {{ kind }}__{{ f }},
-        {%- endfor %}
-        {%- endfor %}
-        stream_rn
-    FROM numbered
-),
 book_rows AS (
+    -- the time of the latest event of each kind so far in the stream (which runs across symbols); the event's
+    -- values are joined on (symbol, time) after the windows (rolled): four running aggregates of one integer
+    -- instead of carrying every field (fct_features on a 100 ms day: 5.64 -> 5.29 CPU-s)
     SELECT
-        * EXCLUDE (is_book, stream_rn{% for kind in AS_OF %}, {{ kind }}__symbol{% endfor %}, {{ AS_OF_COLUMNS | join(', ') }}),
-        {%- for kind, fields in AS_OF.items() %}
-        {%- set outer_last = loop.last %}
-        {%- for f in fields %}
-        CASE WHEN {{ kind }}__symbol = symbol THEN {{ kind }}__{{ f }} END AS {{ kind }}__{{ f }}{{ ',' if not (outer_last and loop.last) }}
+        * EXCLUDE (is_book, stream_rn, {{ AS_OF_AT | join(', ') }}),
+        {%- for kind in AS_OF_KINDS %}
+        arg_max({{ kind }}__at, stream_rn) FILTER (WHERE {{ kind }}__at IS NOT NULL) OVER (ROWS UNBOUNDED PRECEDING)
+            AS {{ kind }}__at{{ ',' if not loop.last }}
         {%- endfor %}
-        {%- endfor %}
-    FROM carried
-    WHERE is_book
+    FROM numbered
+    QUALIFY is_book
 ),
 events AS (
     -- streaming windows (empty OVER clauses) over the sorted rows; prev() is the symbol's previous row
@@ -163,7 +152,7 @@ events AS (
         sell_qty,
         buy_qty_at_ask,
         sell_qty_at_bid,
-        {{ AS_OF_COLUMNS | join(', ') }}
+        {{ AS_OF_AT | join(', ') }}
     FROM book_rows
 ),
 terms AS (
@@ -204,7 +193,7 @@ based AS (
     FROM running
 ),
 {{ stream_far_lags('based', 'far', FAR) }}
-rolled AS (
+stream_rolled AS (
     SELECT
         symbol,
         market,
@@ -251,15 +240,18 @@ rolled AS (
              ELSE sqrt(greatest({{ stream_window_sum('ret2', W) }}, 0.0)) END AS regime_rvol,
         ln(mid / {{ stream_window_first('mid', W) }}) AS regime_trend,
         log_ret,
-        funding__rate AS funding_rate_last,
-        (coalesce(mark__next_funding_ts_us, funding__at + (funding__interval_hours * 3600e6)::BIGINT) - ts_us) / 1e6
-            AS funding_time_to_next_s,
-        mark__est_funding_rate AS funding_rate_predicted,
-        (mark__mark_price - mark__index_price) / mark__index_price * 1e4 AS mark_premium_bps,
-        {%- for m in var('onchain_metrics') %}
-        onchain_{{ m }}__value AS onchain_{{ m }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ AS_OF_AT | join(', ') }}
     FROM {{ stream_far_last('far', FAR) }}
+),
+rolled AS (
+    -- each book's latest events by (symbol, time), after the windows (their rows stay narrow): an event the stream
+    -- carried over from the previous symbol finds none, as one of this symbol at that time lies after the book
+    SELECT r.* EXCLUDE ({{ AS_OF_AT | join(', ') }}), {{ as_of_columns('r.ts_us') }}
+    FROM stream_rolled AS r
+    {%- for kind in AS_OF_KINDS %}
+    LEFT JOIN {{ kind }}_events AS {{ kind }}_ev
+        ON {{ kind }}_ev.symbol = r.symbol AND {{ kind }}_ev.ts_us = r.{{ kind }}__at AND r.{{ kind }}__at <= r.ts_us
+    {%- endfor %}
 )
 {%- else %}
 base AS (
@@ -336,30 +328,12 @@ range_rolled AS (
         {%- endfor %}
         wr AS (PARTITION BY symbol ORDER BY ts_us {{ trailing(W) }})
 ),
-onchain AS (
-    SELECT symbol, metric, available_at_us, arg_max(value, ts) AS value
-    FROM {{ ref('stg_onchain_metrics') }}
-    GROUP BY ALL
-),
 as_of AS (
     -- as-of values joined on the narrow key only: ASOF sorts its left input, so keep the wide rows out of it
-    SELECT
-        k.symbol,
-        k.ts_us,
-        fr.rate AS funding_rate_last,
-        (coalesce(mk.next_funding_ts_us, fr.ts_us + (fr.interval_hours * 3600e6)::BIGINT) - k.ts_us) / 1e6
-            AS funding_time_to_next_s,
-        mk.est_funding_rate AS funding_rate_predicted,
-        (mk.mark_price - mk.index_price) / mk.index_price * 1e4 AS mark_premium_bps,
-        {%- for m in var('onchain_metrics') %}
-        oc_{{ m }}.value AS onchain_{{ m }}{{ ',' if not loop.last }}
-        {%- endfor %}
+    SELECT k.symbol, k.ts_us, {{ as_of_columns('k.ts_us') }}
     FROM (SELECT symbol, ts_us FROM range_rolled WHERE ts_us >= {{ range_start_us() }}) AS k
-    ASOF LEFT JOIN {{ ref('stg_funding_rates') }} AS fr ON fr.symbol = k.symbol AND k.ts_us >= fr.ts_us
-    ASOF LEFT JOIN {{ ref('stg_mark_prices') }} AS mk ON mk.symbol = k.symbol AND k.ts_us >= mk.ts_us
-    {%- for m in var('onchain_metrics') %}
-    ASOF LEFT JOIN (SELECT * FROM onchain WHERE metric = '{{ m }}') AS oc_{{ m }}
-        ON oc_{{ m }}.symbol = k.symbol AND k.ts_us >= oc_{{ m }}.available_at_us
+    {%- for kind in AS_OF_KINDS %}
+    ASOF LEFT JOIN {{ kind }}_events AS {{ kind }}_ev ON {{ kind }}_ev.symbol = k.symbol AND k.ts_us >= {{ kind }}_ev.ts_us
     {%- endfor %}
 ),
 rolled AS (
@@ -379,4 +353,17 @@ SELECT
     {%- endfor %}
 FROM rolled
 WHERE ts_us >= {{ range_start_us() }}
+{%- endmacro %}
+
+{#- A book's as-of columns at time `ts` from its latest events joined as funding_ev, mark_ev and onchain_<m>_ev
+    (int_book_features' <kind>_events; NULL where there is none yet). -#}
+{% macro as_of_columns(ts) -%}
+        funding_ev.rate AS funding_rate_last,
+        (coalesce(mark_ev.next_funding_ts_us, funding_ev.ts_us + (funding_ev.interval_hours * 3600e6)::BIGINT) - {{ ts }}) / 1e6
+            AS funding_time_to_next_s,
+        mark_ev.est_funding_rate AS funding_rate_predicted,
+        (mark_ev.mark_price - mark_ev.index_price) / mark_ev.index_price * 1e4 AS mark_premium_bps,
+  {%- for m in var('onchain_metrics') %}
+        onchain_{{ m }}_ev.value AS onchain_{{ m }}{{ ',' if not loop.last }}
+  {%- endfor %}
 {%- endmacro %}
