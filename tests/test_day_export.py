@@ -74,9 +74,8 @@ def test_several_partitions_are_split_and_equal_a_straight_copy(tmp_path):
     # the same columns and types (nullability follows what DuckDB knows of the rows: a table's statistics)
     assert [(f.name, f.type) for f in many.schema] == [(f.name, f.type) for f in one.schema]
     assert many.sort_by("ts_us").to_pylist() == one.sort_by("ts_us").to_pylist()
-    assert not con.sql(
-        "SELECT * FROM duckdb_tables() WHERE temporary"
-    ).fetchall()  # the staging table is dropped
+    # the staging table is dropped
+    assert not con.sql("SELECT * FROM duckdb_tables() WHERE temporary").fetchall()
 
 
 def test_a_rebuild_replaces_the_window_days_only_and_a_full_refresh_all(tmp_path):

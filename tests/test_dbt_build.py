@@ -165,15 +165,15 @@ def test_a_feature_past_its_train_fit_bound_fails_qc_outliers_clipped(lake, tmp_
     lie inside them): a bound narrowed to the day's median spread fails it with every row above, and restored, it
     passes again."""
     day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+
+    def scalar(sql: str):
+        return warehouse_table(lake.root, sql).column(0)[0].as_py()
+
     spread = f"FROM fct_features WHERE date = '{TEST_DAYS[1]}'"
-    median = warehouse_table(lake.root, f"SELECT median(spread_bps) AS m {spread}")["m"][0].as_py()
-    above = warehouse_table(lake.root, f"SELECT count(*) AS n {spread} AND spread_bps > {median!r}")["n"][
-        0
-    ].as_py()
+    median = scalar(f"SELECT median(spread_bps) {spread}")
+    above = scalar(f"SELECT count(*) {spread} AND spread_bps > {median!r}")
     assert above > 0
-    (hi,) = warehouse_table(lake.root, "SELECT spread_bps__hi FROM norm_clip_bounds")[
-        "spread_bps__hi"
-    ].to_pylist()
+    (hi,) = warehouse_table(lake.root, "SELECT spread_bps__hi FROM norm_clip_bounds")[0].to_pylist()
 
     def qc(bound: float) -> subprocess.CompletedProcess:
         with duckdb.connect(str(lake.root / "warehouse.duckdb")) as con:
