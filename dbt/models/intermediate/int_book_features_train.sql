@@ -6,9 +6,14 @@
 -- (its run-time checks of the staged grid) once the table exists.
 {%- set first, last = train_days_built() %}
 {%- if first <= last %}
-SELECT *
-FROM {{ ref('int_book_features') }}
-WHERE ts_us >= {{ day_start_us(first) }} AND ts_us < {{ day_start_us(last) }} + 86400000000
+-- MATERIALIZED, as in fct_features: the streaming windows run on one thread, the table's write (its compression) from
+-- the materialized rows on both (a train-day build of a 100 ms day: 13.43 -> 12.03 s, medians of 4 alternating pairs)
+WITH f AS MATERIALIZED (
+    SELECT *
+    FROM {{ ref('int_book_features') }}
+    WHERE ts_us >= {{ day_start_us(first) }} AND ts_us < {{ day_start_us(last) }} + 86400000000
+)
+SELECT * FROM f
 {%- elif is_incremental() %}
 {{ incremental_kept() }}
 SELECT * FROM {{ this }} WHERE false
