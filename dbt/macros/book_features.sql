@@ -35,19 +35,6 @@
   ln((ask_px_1 + bid_px_1) / ({{ prev % 'ask_px_1' }} + {{ prev % 'bid_px_1' }}))
 {%- endmacro %}
 
-{#- book_log_ret `k` rows later (earlier when k < 0) over the window `w` of rows sorted by time (NULL where a row it
-    needs lies outside the window's partition); columns prefixed with `alias`. -#}
-{% macro book_log_ret_shifted(k, w, alias='') -%}
-  ln({{ _book_mid_sum_shifted(k, w, alias) }} / {{ _book_mid_sum_shifted(k - 1, w, alias) }})
-{%- endmacro %}
-
-{% macro _book_mid_sum_shifted(k, w, alias) -%}
-  {%- set mid_sum = '%sask_px_1 + %sbid_px_1' % (alias, alias) -%}
-  {%- if k == 0 -%}({{ mid_sum }})
-  {%- else -%}{{ 'lead' if k > 0 else 'lag' }}({{ mid_sum }}, {{ k | abs }}) OVER {{ w }}
-  {%- endif -%}
-{%- endmacro %}
-
 {#- The published per-snapshot columns (no windows), from mid, spread, depths and the best levels. -#}
 {% macro book_snapshot_columns() -%}
         ts_us < first_ts_us + {{ warmup_us() }} AS is_warmup,
