@@ -1,6 +1,6 @@
 """Caches across runs of what dbt derives the same way in every run, for `scalper-dbt` (dagster_project/dbt_cli.py).
 
-Partial parsing keeps dbt's manifest between runs, but not three things each run rebuilds from unchanged inputs:
+Partial parsing keeps dbt's manifest between runs, but not four things each run rebuilds from unchanged inputs:
 - the compiled Jinja templates: Jinja lexes and parses every macro and model dbt renders, generates Python source
   from it and compiles that; a build of one day partition spent 0.45 s of its Python on the same few hundred
   templates as the run before (py-spy, a build of a 100 ms day);
@@ -9,22 +9,27 @@ Partial parsing keeps dbt's manifest between runs, but not three things each run
 - the Python code generated for dbt's ~1,500 dataclasses: `dataclasses` writes each class's __init__, __eq__, ...
   and mashumaro its (de)serializers as source text and exec()s it, ~2,900 compilations of the same text every run,
   most while dbt is imported: importing dbt takes 0.99 instead of 1.35-1.51 s with them served compiled (4 runs).
-Here `jinja2.Environment.compile` and `dbtClassMixin.json_schema` look their result up first, and the two modules
-that exec() generated code get an `exec` that looks up the compiled code by its source.  This is what Jinja's own
-bytecode cache does for templates from a loader, and Python's for modules; dbt renders strings and the dataclass
-machinery execs them, which neither cache sees.
+- the manifest of the partial-parse state: dbt reads it from partial_parse.msgpack into its dataclasses, which
+  first generates the deserializers of ~20 node classes (0.1 s before the first model); here the objects read
+  from that file are kept pickled, keyed by the file's bytes, and a run reading the same file gets them unpickled.
+Here `jinja2.Environment.compile`, `dbtClassMixin.json_schema` and `Manifest.from_msgpack` look their result up
+first, and the two modules that exec() generated code get an `exec` that looks up the compiled code by its source.
+This is what Jinja's own bytecode cache does for templates from a loader, and Python's for modules; dbt renders
+strings and the dataclass machinery execs them, which neither cache sees.
 
 A template is keyed by a digest of its source and of everything in its environment that shapes the generated code,
 with Jinja's and Python's versions; generated code by its source and Python's bytecode version (compiled as exec()
 compiles it: the two modules have no __future__ imports to inherit); a schema by its class and the versions of the
-packages that define such classes (dbt-core, dbt-common, dbt-adapters, dbt-duckdb, mashumaro).  So a stale entry
-can only be missed, never hit.  Each cache is one file in dbt's target folder (beside its partial-parse state),
-holding the entries of the last run that had to add one: it does not grow with old versions.  DBT_MACRO_DEBUGGING
+packages that define such classes (dbt-core, dbt-common, dbt-adapters, dbt-duckdb, mashumaro); the manifest by the
+bytes it was read from, those versions and Python's.  So a stale entry can only be missed, never hit.  Each cache
+is one file in dbt's target folder (beside its partial-parse state), holding the entries of the last run that had
+to add one: it does not grow with old versions.  DBT_MACRO_DEBUGGING
 (dbt's own Jinja debugging, which rewrites compiled code) turns the template cache off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import marshal
@@ -38,7 +43,8 @@ from typing import Any
 TEMPLATES_FILE = "jinja_code.marshal"
 GENERATED_CODE_FILE = "generated_code.marshal"
 SCHEMAS_FILE = "json_schemas.marshal"
-# the distributions whose classes' JSON schemas are cached: their versions key the entries
+MANIFEST_FILE = "partial_parse_manifest.marshal"
+# the distributions whose classes the cached JSON schemas and partial-parse manifest describe: their versions key them
 _SCHEMA_DISTRIBUTIONS = ("dbt-core", "dbt-common", "dbt-adapters", "dbt-duckdb", "mashumaro")
 _SCHEMA_MODULES = ("dbt.", "dbt_common.")
 
@@ -64,12 +70,17 @@ def _option(argv: Sequence[str], name: str) -> str | None:
 
 
 def install(folder: Path) -> Callable[[], None]:
-    """Serve Jinja compilations, generated dataclass code and dbt's JSON schemas from the cache files in `folder`
-    (call it before dbt is imported: its classes are defined then); returns the function that writes them back once
-    the run is done (a file only when this run added an entry)."""
-    stores = [_Store(folder / GENERATED_CODE_FILE), _Store(folder / SCHEMAS_FILE)]
+    """Serve Jinja compilations, generated dataclass code, dbt's JSON schemas and its partial-parse manifest from the
+    cache files in `folder` (call it before dbt is imported: its classes are defined then); returns the function that
+    writes them back once the run is done (a file only when this run added an entry)."""
+    stores = [
+        _Store(folder / GENERATED_CODE_FILE),
+        _Store(folder / SCHEMAS_FILE),
+        _Store(folder / MANIFEST_FILE),
+    ]
     _cache_generated_code(stores[0])
     _cache_json_schemas(stores[1])
+    _cache_partial_parse_manifest(stores[2])
     if not os.environ.get("DBT_MACRO_DEBUGGING"):
         stores.append(_Store(folder / TEMPLATES_FILE))
         _cache_jinja_templates(stores[-1])
@@ -211,7 +222,7 @@ def _cache_generated_code(store: _Store) -> None:
 def _cache_json_schemas(store: _Store) -> None:
     from dbt_common.dataclass_schema import dbtClassMixin
 
-    versions = ",".join(f"{d}={metadata.version(d)}" for d in _SCHEMA_DISTRIBUTIONS)
+    versions = _distribution_versions()
     json_schema_uncached = dbtClassMixin.json_schema.__func__
 
     @functools.lru_cache  # as dbt's own: one schema per class and run
@@ -230,3 +241,58 @@ def _cache_json_schemas(store: _Store) -> None:
         return schema
 
     dbtClassMixin.json_schema = classmethod(json_schema)
+
+
+def _distribution_versions() -> str:
+    return ",".join(f"{d}={metadata.version(d)}" for d in _SCHEMA_DISTRIBUTIONS)
+
+
+def _cache_partial_parse_manifest(store: _Store) -> None:
+    """`Manifest.from_msgpack` (dbt reads partial_parse.msgpack with it) serves the manifest read before from the same
+    bytes: the state of the object it returned, pickled (but its lock, which is made anew as the dataclass makes
+    it).  Entries are keyed by the bytes, the call's keyword arguments, the versions of the packages whose classes
+    the manifest holds and Python's; one that cannot be unpickled is read from the bytes again."""
+    import pickle
+
+    from dbt.contracts.graph.manifest import Manifest
+
+    lock_field = Manifest.__dataclass_fields__["_lock"]
+    tag = f"{_distribution_versions()},{sys.implementation.cache_tag}".encode()
+    uncached = [Manifest.from_msgpack]  # mashumaro may replace it with the compiled method on its first call
+
+    def restore(data: bytes | None) -> Manifest | None:
+        if data is None:
+            return None
+        try:
+            state = pickle.loads(data)
+        except Exception:  # a damaged entry: read from the bytes
+            return None
+        if not isinstance(state, dict):
+            return None
+        manifest = Manifest.__new__(Manifest)
+        manifest.__dict__.update(state)
+        manifest._lock = lock_field.default_factory()
+        return manifest
+
+    def from_msgpack(cls, data, **kwargs):
+        if cls is not Manifest or not isinstance(data, bytes):
+            return uncached[0].__func__(cls, data, **kwargs)
+        options = sorted(
+            (name, getattr(value, "__qualname__", repr(value))) for name, value in kwargs.items()
+        )
+        key = hashlib.blake2b(tag + repr(options).encode() + data, digest_size=20).digest()
+        manifest = restore(store.get(key))
+        if manifest is not None:
+            return manifest
+        manifest = uncached[0](data, **kwargs)
+        if Manifest.__dict__.get("from_msgpack") is not cached:
+            # mashumaro compiled the method on this first call and set it on the class: serve around that one
+            uncached[0] = Manifest.from_msgpack
+            Manifest.from_msgpack = cached
+        state = dict(manifest.__dict__, _lock=None)  # the lock's place kept, for a new one
+        with contextlib.suppress(Exception):  # a value pickle cannot keep: not cached
+            store.put(key, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        return manifest
+
+    cached = classmethod(from_msgpack)
+    Manifest.from_msgpack = cached

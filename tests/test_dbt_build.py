@@ -41,6 +41,30 @@ def test_builds_end_with_the_warehouse_closed(lake, tmp_path):
     assert not (lake.root / "warehouse.duckdb.wal").exists()
 
 
+def test_a_run_writes_its_manifest_once_when_done(lake, tmp_path):
+    """scalper-dbt (dagster_project/dbt_cli.py): dbt writes manifest.json after parsing and, for a `run` or `build`,
+    again when its nodes are done; the run writes it once, the second time (with the run's compiled code).  A
+    `parse`, which writes it only after parsing, still does."""
+    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    target = tmp_path / "run"
+    run_dbt(
+        lake.root, "run", window, select="stg_funding_rates", extra_vars=lake.extra_vars, target_path=target
+    )
+    log = (target / "logs" / "dbt.log").read_text()
+    assert log.count("Wrote artifact WritableManifest") == 1
+    node = json.loads((target / "manifest.json").read_text())["nodes"][
+        "model.scalper_features.stg_funding_rates"
+    ]
+    assert "funding_rates" in node.get("compiled_code", "")  # written after the run compiled it
+
+    parsed = tmp_path / "parse"
+    run_dbt(lake.root, "parse", window, extra_vars=lake.extra_vars, target_path=parsed)
+    assert (
+        "model.scalper_features.stg_funding_rates"
+        in json.loads((parsed / "manifest.json").read_text())["nodes"]
+    )
+
+
 def test_planted_bad_day_fails_the_right_tests(lake):
     assert lake.build_returncode == 1, lake.build_stdout[-2000:]
     status = {k: v for k, v in _results(lake.root).items()}

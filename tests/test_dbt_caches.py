@@ -1,7 +1,7 @@
-"""scalper-dbt's caches across runs (dagster_project/dbt_caches.py): a template, generated dataclass code or JSON
-schema a run compiled is served to the next run from the target folder without compiling it again, and gives what
-compiling gives; a changed template, another template syntax or a damaged file are compiled afresh, never served
-stale."""
+"""scalper-dbt's caches across runs (dagster_project/dbt_caches.py): a template, generated dataclass code, JSON
+schema or partial-parse manifest a run compiled or read is served to the next run from the target folder without
+compiling or decoding it again, and gives what compiling or decoding gives; a changed template or manifest file,
+another template syntax or a damaged cache file are compiled or decoded afresh, never served stale."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import importlib
 
 import jinja2
 import pytest
+from dbt.contracts.graph.manifest import Manifest
+from dbt.parser.manifest import extended_mashumuro_decoder
 from dbt_common.clients.jinja import get_template
 from dbt_common.dataclass_schema import dbtClassMixin
+from feature_lake import shared_lake
 
 from dagster_project import dbt_caches
 
@@ -29,6 +32,13 @@ def run(monkeypatch):
     for name in dbt_caches._CODE_GENERATING_MODULES:  # the builtin exec again after the test
         monkeypatch.setattr(importlib.import_module(name), "exec", exec, raising=False)
     originals = (jinja2.Environment.compile, dbtClassMixin.__dict__["json_schema"])
+    # Manifest.from_msgpack: inherited until mashumaro compiles it on its first call; put back as it was after the test
+    msgpack_reader = Manifest.__dict__.get("from_msgpack")
+    if msgpack_reader is None:
+        monkeypatch.setattr(Manifest, "from_msgpack", Manifest.from_msgpack)
+        monkeypatch.delattr(Manifest, "from_msgpack")
+    else:
+        monkeypatch.setattr(Manifest, "from_msgpack", msgpack_reader)
     generated = []
     generate = jinja2.Environment._generate
 
@@ -41,6 +51,11 @@ def run(monkeypatch):
     def new_run(folder):
         jinja2.Environment.compile = originals[0]
         dbtClassMixin.json_schema = originals[1]
+        if msgpack_reader is None:
+            if "from_msgpack" in vars(Manifest):
+                delattr(Manifest, "from_msgpack")
+        else:
+            Manifest.from_msgpack = msgpack_reader
         originals[1].__func__.cache_clear()  # dbt's own per-process cache
         generated.clear()
         return dbt_caches.install(folder), generated
@@ -163,6 +178,64 @@ def test_changed_or_damaged_generated_code_is_compiled_again(run, tmp_path, monk
         y: int = 2
 
     assert Other(1) == Other(1, 2) and compiled
+
+
+def _read_manifest(data: bytes, decoded: list) -> Manifest:
+    """The manifest in partial-parse bytes, read as dbt reads them (its decoder), counting the decodings."""
+
+    def decoder(raw):
+        decoded.append(len(raw))
+        return extended_mashumuro_decoder(raw)
+
+    return Manifest.from_msgpack(data, decoder=decoder)
+
+
+def _state(manifest: Manifest) -> dict[str, str]:
+    # by repr: a FileHash named 'none' equals no other (dbt's __eq__), itself included; the lock is the process's own
+    return {name: repr(value) for name, value in vars(manifest).items() if name != "_lock"}
+
+
+def test_the_partial_parse_manifest_is_served_to_the_next_run(run, tmp_path):
+    data = (shared_lake().root / ".dbt_target" / "partial_parse.msgpack").read_bytes()
+    decoded = []
+    save, _ = run(tmp_path)
+    first = _read_manifest(data, decoded)
+    assert decoded and len(first.nodes) > 20
+    first.metadata.invocation_id = (
+        "changed by the run"  # as dbt does to what it read: not what is served next
+    )
+    save()
+    assert (tmp_path / dbt_caches.MANIFEST_FILE).exists()
+
+    run(tmp_path)
+    decoded.clear()
+    served = _read_manifest(data, decoded)
+    assert not decoded  # unpickled, not decoded
+    fresh = Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
+    assert _state(served) == _state(fresh) and list(vars(served)) == list(vars(fresh))
+    assert type(served._lock) is type(fresh._lock) and served._lock is not fresh._lock
+    assert served.nodes is not _read_manifest(data, decoded).nodes  # a new object each time
+
+
+def test_a_changed_manifest_file_or_damaged_cache_is_decoded_again(run, tmp_path):
+    data = (shared_lake().root / ".dbt_target" / "partial_parse.msgpack").read_bytes()
+    decoded = []
+    save, _ = run(tmp_path)
+    _read_manifest(data, decoded)
+    save()
+    changed = Manifest.from_msgpack(data, decoder=extended_mashumuro_decoder)
+    changed.metadata.project_name = "another_project"
+    other = changed.to_msgpack()
+
+    run(tmp_path)
+    decoded.clear()
+    assert _read_manifest(other, decoded).metadata.project_name == "another_project" and decoded
+
+    (tmp_path / dbt_caches.MANIFEST_FILE).write_bytes(b"not marshal data")
+    run(tmp_path)
+    decoded.clear()
+    again = _read_manifest(data, decoded)
+    assert decoded and again.metadata.project_name == "scalper_features" and len(again.nodes) > 20
 
 
 @pytest.mark.parametrize(
