@@ -24,7 +24,7 @@ TEMPLATE = (
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(monkeypatch, request):
     """Installs the caches as a scalper-dbt run would; each call is a new run (the functions the caches replace are
     restored after the test)."""
     monkeypatch.setattr(jinja2.Environment, "compile", jinja2.Environment.compile)
@@ -32,13 +32,17 @@ def run(monkeypatch):
     for name in dbt_caches._CODE_GENERATING_MODULES:  # the builtin exec again after the test
         monkeypatch.setattr(importlib.import_module(name), "exec", exec, raising=False)
     originals = (jinja2.Environment.compile, dbtClassMixin.__dict__["json_schema"])
-    # Manifest.from_msgpack: inherited until mashumaro compiles it on its first call; put back as it was after the test
+    # Manifest.from_msgpack as it is now (inherited until mashumaro compiles it on its first call), before each run
+    # and after the test
     msgpack_reader = Manifest.__dict__.get("from_msgpack")
-    if msgpack_reader is None:
-        monkeypatch.setattr(Manifest, "from_msgpack", Manifest.from_msgpack)
-        monkeypatch.delattr(Manifest, "from_msgpack")
-    else:
-        monkeypatch.setattr(Manifest, "from_msgpack", msgpack_reader)
+
+    def restore_msgpack_reader():
+        if msgpack_reader is not None:
+            Manifest.from_msgpack = msgpack_reader
+        elif "from_msgpack" in vars(Manifest):
+            delattr(Manifest, "from_msgpack")
+
+    request.addfinalizer(restore_msgpack_reader)
     generated = []
     generate = jinja2.Environment._generate
 
@@ -51,11 +55,7 @@ def run(monkeypatch):
     def new_run(folder):
         jinja2.Environment.compile = originals[0]
         dbtClassMixin.json_schema = originals[1]
-        if msgpack_reader is None:
-            if "from_msgpack" in vars(Manifest):
-                delattr(Manifest, "from_msgpack")
-        else:
-            Manifest.from_msgpack = msgpack_reader
+        restore_msgpack_reader()
         originals[1].__func__.cache_clear()  # dbt's own per-process cache
         generated.clear()
         return dbt_caches.install(folder), generated
@@ -201,9 +201,8 @@ def test_the_partial_parse_manifest_is_served_to_the_next_run(run, tmp_path):
     save, _ = run(tmp_path)
     first = _read_manifest(data, decoded)
     assert decoded and len(first.nodes) > 20
-    first.metadata.invocation_id = (
-        "changed by the run"  # as dbt does to what it read: not what is served next
-    )
+    # dbt changes what it read (its invocation id): the next run is served what was read, not that
+    first.metadata.invocation_id = "changed by the run"
     save()
     assert (tmp_path / dbt_caches.MANIFEST_FILE).exists()
 
