@@ -45,7 +45,7 @@ GENERATED_CODE_FILE = "generated_code.marshal"
 SCHEMAS_FILE = "json_schemas.marshal"
 MANIFEST_FILE = "partial_parse_manifest.marshal"
 # the distributions whose classes the cached JSON schemas and partial-parse manifest describe: their versions key them
-_SCHEMA_DISTRIBUTIONS = ("dbt-core", "dbt-common", "dbt-adapters", "dbt-duckdb", "mashumaro")
+_DBT_DISTRIBUTIONS = ("dbt-core", "dbt-common", "dbt-adapters", "dbt-duckdb", "mashumaro")
 _SCHEMA_MODULES = ("dbt.", "dbt_common.")
 
 
@@ -244,7 +244,7 @@ def _cache_json_schemas(store: _Store) -> None:
 
 
 def _distribution_versions() -> str:
-    return ",".join(f"{d}={metadata.version(d)}" for d in _SCHEMA_DISTRIBUTIONS)
+    return ",".join(f"{d}={metadata.version(d)}" for d in _DBT_DISTRIBUTIONS)
 
 
 def _cache_partial_parse_manifest(store: _Store) -> None:

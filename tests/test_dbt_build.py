@@ -47,22 +47,21 @@ def test_a_run_writes_its_manifest_once_when_done(lake, tmp_path):
     `parse`, which writes it only after parsing, still does."""
     window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
     target = tmp_path / "run"
-    run_dbt(
-        lake.root, "run", window, select="stg_funding_rates", extra_vars=lake.extra_vars, target_path=target
-    )
+    model = "stg_funding_rates"
+    node_id = f"model.scalper_features.{model}"
+
+    def manifest_nodes(folder):
+        return json.loads((folder / "manifest.json").read_text())["nodes"]
+
+    run_dbt(lake.root, "run", window, select=model, extra_vars=lake.extra_vars, target_path=target)
     log = (target / "logs" / "dbt.log").read_text()
     assert log.count("Wrote artifact WritableManifest") == 1
-    node = json.loads((target / "manifest.json").read_text())["nodes"][
-        "model.scalper_features.stg_funding_rates"
-    ]
-    assert "funding_rates" in node.get("compiled_code", "")  # written after the run compiled it
+    # written after the run compiled the node
+    assert "funding_rates" in manifest_nodes(target)[node_id].get("compiled_code", "")
 
     parsed = tmp_path / "parse"
     run_dbt(lake.root, "parse", window, extra_vars=lake.extra_vars, target_path=parsed)
-    assert (
-        "model.scalper_features.stg_funding_rates"
-        in json.loads((parsed / "manifest.json").read_text())["nodes"]
-    )
+    assert node_id in manifest_nodes(parsed)
 
 
 def test_planted_bad_day_fails_the_right_tests(lake):
