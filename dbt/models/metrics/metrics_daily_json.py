@@ -18,9 +18,9 @@ def model(dbt, session):
     dbt.ref("metrics_daily")
     dbt.ref("fct_features")
     days = f"date BETWEEN {literal(start)} AND {literal(end)}"
-    table = (
-        session.sql(
-            f"""
+    # fetched as Python rows, not Arrow: .arrow() would import pyarrow and numpy into the build (~0.25 CPU-s)
+    result = session.sql(
+        f"""
         SELECT m.*, f.rvol_60s_mean, f.warmup_rate
         FROM metrics_daily AS m
         LEFT JOIN (
@@ -32,13 +32,11 @@ def model(dbt, session):
         WHERE m.{days}
         ORDER BY date, symbol
         """
-        )
-        .arrow()
-        .read_all()
     )
+    columns = result.columns
+    rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
     folder = os.path.join(lake, "features", "metrics")
     os.makedirs(folder, exist_ok=True)
-    rows = table.to_pylist()
     written = []
     for day in sorted({r["date"] for r in rows}):
         path = os.path.join(folder, f"{day}.json")
