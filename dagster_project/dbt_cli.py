@@ -26,6 +26,7 @@ Two things shorten the start and the compiling of every run, neither changing wh
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 
@@ -66,12 +67,24 @@ def _write_manifest_once() -> None:
         context = click.get_current_context(silent=True)
         if context is not None and context.command.name in _MANIFEST_WRITTEN_AT_END:
             write_json = False
-        return parse_manifest(runtime_config, write_perf_info, write, write_json, active_integrations)
+        manifest = parse_manifest(runtime_config, write_perf_info, write, write_json, active_integrations)
+        _collect_garbage_from_here()
+        return manifest
 
     requires.parse_manifest = parse_manifest_once
 
 
+def _collect_garbage_from_here() -> None:
+    """Python's cyclic garbage collector, off from the start of the run (main), on again once the manifest is
+    loaded, with everything alive then frozen: the imports and the manifest are a heap of long-lived objects that
+    the collector would otherwise traverse again and again (0.3 s a build, 0.2 s of it before the first model)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main() -> None:
+    gc.disable()  # until the manifest is loaded: _collect_garbage_from_here
     import mashumaro.config
 
     mashumaro.config.BaseConfig.lazy_compilation = True  # before dbt defines its classes

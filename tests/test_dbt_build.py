@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from feature_lake import BAD_DAY, TEST_DAYS, shared_lake, warehouse_table
 
-from feature_store.feature_build import BuildWindow, dbt_executable, run_dbt
+from feature_store.feature_build import BuildWindow, dbt_args, dbt_env, dbt_executable, run_dbt
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,28 @@ def test_a_run_writes_its_manifest_once_when_done(lake, tmp_path):
     parsed = tmp_path / "parse"
     run_dbt(lake.root, "parse", window, extra_vars=lake.extra_vars, target_path=parsed)
     assert node_id in manifest_nodes(parsed)
+
+
+def test_a_run_collects_garbage_once_its_manifest_is_loaded(lake, tmp_path):
+    """scalper-dbt turns Python's garbage collector off until the manifest is loaded, then freezes what is alive
+    and turns it on for the run's nodes: at the end of a run it is on, with the start's objects frozen."""
+    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    target = tmp_path / "target"
+    args = dbt_args("run", select="stg_funding_rates", extra_vars=lake.extra_vars, target_path=target)
+    args += ["--log-path", str(target / "logs")]
+    # the exit handlers run before scalper-dbt's os._exit
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr))\n"
+        f"sys.argv = ['scalper-dbt', *{args!r}]\n"
+        "from dagster_project.dbt_cli import main\n"
+        "main()\n"
+    )
+    env = dbt_env(lake.root.resolve(), window)
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    _, enabled, frozen = proc.stderr.split()
+    assert enabled == "True" and int(frozen) > 100_000
 
 
 def test_planted_bad_day_fails_the_right_tests(lake):
