@@ -14,13 +14,15 @@ there (with the run's compiled code, GraphRunnableTask.run), and the first copy,
 build 0.1 s before its first model (the serializers of every node class, 0.8 MB of JSON).  While such a run goes
 on, manifest.json is the previous run's.
 
-Two things shorten the start and the compiling of every run, neither changing what dbt does:
+Three things shorten the start and the compiling of every run, none changing what dbt does:
 - mashumaro (dbt's dataclass serializer) generates the to_dict / from_dict code of each class when it is
   defined; dbt's own classes ask for that on first use (lazy_compilation), and here every class does, since most
   are never serialized in a run: importing dbt takes 1.32 instead of 1.57 s (medians of 4 alternating runs);
 - compiled Jinja templates, the compiled code generated for dbt's dataclasses, the JSON schemas dbt validates
   its configuration with and the manifest read from the partial-parse state are kept between runs, in dbt's target
-  folder (dagster_project/dbt_caches.py).
+  folder (dagster_project/dbt_caches.py);
+- Python's garbage collector is off until the manifest is loaded, and what is alive then is frozen
+  (_collect_garbage_from_here): 0.32 -> 0.09 s of collections in a build of a 100 ms day.
 """
 
 from __future__ import annotations
