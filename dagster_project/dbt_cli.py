@@ -58,14 +58,15 @@ def _close_duckdb() -> None:
 _MANIFEST_WRITTEN_AT_END = ("build", "run")
 
 
-def _write_manifest_once() -> None:
-    """dbt's parse step writes manifest.json only for commands that do not write it again at their end."""
+def _wrap_parse_manifest() -> None:
+    """dbt's parse step (requires.parse_manifest) writes manifest.json only for commands that do not write it again
+    at their end, and turns the garbage collector on once the manifest is loaded (_collect_garbage_from_here)."""
     import click
     from dbt.cli import requires
 
     parse_manifest = requires.parse_manifest
 
-    def parse_manifest_once(runtime_config, write_perf_info, write, write_json, active_integrations):
+    def parse_manifest_wrapped(runtime_config, write_perf_info, write, write_json, active_integrations):
         context = click.get_current_context(silent=True)
         if context is not None and context.command.name in _MANIFEST_WRITTEN_AT_END:
             write_json = False
@@ -73,7 +74,7 @@ def _write_manifest_once() -> None:
         _collect_garbage_from_here()
         return manifest
 
-    requires.parse_manifest = parse_manifest_once
+    requires.parse_manifest = parse_manifest_wrapped
 
 
 def _collect_garbage_from_here() -> None:
@@ -95,7 +96,7 @@ def main() -> None:
 
     save_caches = dbt_caches.install(dbt_caches.target_path(sys.argv[1:]))
 
-    _write_manifest_once()
+    _wrap_parse_manifest()
     from dbt.cli.main import cli
 
     try:

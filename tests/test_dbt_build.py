@@ -83,7 +83,8 @@ def test_a_run_collects_garbage_once_its_manifest_is_loaded(lake, tmp_path):
     env = dbt_env(lake.root.resolve(), window)
     proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    _, enabled, frozen = proc.stderr.split()
+    (probed,) = [line for line in proc.stderr.splitlines() if line.startswith("collector ")]
+    _, enabled, frozen = probed.split()
     assert enabled == "True" and int(frozen) > 100_000
 
 

@@ -2,9 +2,9 @@
 -- (already clipped) feature values over the train split, warm-up rows excluded.  The snapshot stores them and
 -- feature_store.snapshots.load(normalize=True) applies (x - mean) / std unchanged to every split.
 -- One aggregate over the train rows, column by column, then one row per (symbol, feature) from its per-symbol row:
--- unpivoting the rows first (a value per feature and row into one grouped aggregate) took 0.92 s for a train day
--- of 100 ms books.  A feature with no value in a symbol's train rows has no row, as the unpivot (which skips
--- NULLs) gave.
+-- unpivoting the rows first (a value per feature and row into one grouped aggregate) took a train day of 100 ms
+-- books 0.56 instead of 0.37 s (1.00 instead of 0.63 CPU-s).  A feature with no value in a symbol's train rows has
+-- no row, as the unpivot (which skips NULLs) gave.
 {%- set cols = model_features() %}
 {% call train_fit() %}
 WITH train AS (
