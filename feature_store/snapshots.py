@@ -31,6 +31,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from feature_store.feature_build import DBT_PROJECT_DIR
+from feature_store.sql_text import literal
 
 SPLITS = ("train", "val", "test")
 PUBLISHED = ("fct_features", "fct_labels")
@@ -209,7 +210,9 @@ def _check_built(con, splits: dict[str, SplitWindow], symbols: list[str] | None)
 
 def _split_table(con, w: SplitWindow, symbols: list[str] | None, embargo_s: int) -> pa.Table:
     lo, hi = _us(w.start), _us(w.end) + 86_400_000_000 - embargo_s * 1_000_000
-    where = f"f.ts_us >= {lo} AND f.ts_us < {hi} AND NOT f.is_warmup"
+    # the days named too (date is the UTC day of ts_us): the view of the published days then opens their files only
+    where = f"f.ts_us >= {lo} AND f.ts_us < {hi} AND f.date BETWEEN {literal(w.start)} AND {literal(w.end)}"
+    where += " AND NOT f.is_warmup"
     if symbols:
         where += " AND f.symbol IN (" + ", ".join(f"'{s}'" for s in symbols) + ")"
     sql = f"""

@@ -11,6 +11,9 @@ WITH train AS (
     SELECT symbol, {{ cols | join(', ') }}
     FROM {{ ref('fct_features') }}
     WHERE ts_us >= {{ train_start_us() }} AND ts_us < {{ train_end_us() }} AND NOT is_warmup
+      -- the same rows, named by their day partitions too: the view of the published days then opens the train
+      -- days' files only, not the footer of every day published
+      AND date BETWEEN '{{ build_window("train_start") }}' AND '{{ build_window("train_end") }}'
 ),
 per_symbol AS (
     SELECT
