@@ -214,7 +214,7 @@ def _split_table(con, w: SplitWindow, symbols: list[str] | None, embargo_s: int)
     where = f"f.ts_us >= {lo} AND f.ts_us < {hi} AND f.date BETWEEN {literal(w.start)} AND {literal(w.end)}"
     where += " AND NOT f.is_warmup"
     if symbols:
-        where += " AND f.symbol IN (" + ", ".join(f"'{s}'" for s in symbols) + ")"
+        where += " AND f.symbol IN (" + ", ".join(literal(s) for s in symbols) + ")"
     sql = f"""
         SELECT f.*, l.* EXCLUDE (symbol, date, ts, ts_us)
         FROM fct_features AS f

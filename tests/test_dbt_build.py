@@ -23,6 +23,11 @@ def lake():
     return shared_lake()
 
 
+def _day_window(day):
+    """A build of one day under the shared lake's train split (its first day)."""
+    return BuildWindow(day, day, train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+
+
 def _results(root):
     run = json.loads((root / ".dbt_target" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[2]: r["status"] for r in run["results"]}
@@ -36,7 +41,7 @@ def test_builds_end_with_the_warehouse_closed(lake, tmp_path):
     assert dbt_executable().endswith("scalper-dbt")
     assert (lake.root / "warehouse.duckdb").exists()
     assert not (lake.root / "warehouse.duckdb.wal").exists()
-    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    window = _day_window(TEST_DAYS[0])
     proc = run_dbt(lake.root, "run", window, select="stg_funding_rates", target_path=tmp_path / "target")
     assert "1 of 1 OK" in proc.stdout
     assert proc.stderr == "", proc.stderr
@@ -47,7 +52,7 @@ def test_a_run_writes_its_manifest_once_when_done(lake, tmp_path):
     """scalper-dbt (dagster_project/dbt_cli.py): dbt writes manifest.json after parsing and, for a `run` or `build`,
     again when its nodes are done; the run writes it once, the second time (with the run's compiled code).  A
     `parse`, which writes it only after parsing, still does."""
-    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    window = _day_window(TEST_DAYS[0])
     target = tmp_path / "run"
     model = "stg_funding_rates"
     node_id = f"model.scalper_features.{model}"
@@ -69,7 +74,7 @@ def test_a_run_writes_its_manifest_once_when_done(lake, tmp_path):
 def test_a_run_collects_garbage_once_its_manifest_is_loaded(lake, tmp_path):
     """scalper-dbt turns Python's garbage collector off until the manifest is loaded, then freezes what is alive
     and turns it on for the run's nodes: at the end of a run it is on, with the start's objects frozen."""
-    window = BuildWindow(TEST_DAYS[0], TEST_DAYS[0], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    window = _day_window(TEST_DAYS[0])
     target = tmp_path / "target"
     args = dbt_args("run", select="stg_funding_rates", extra_vars=lake.extra_vars, target_path=target)
     args += ["--log-path", str(target / "logs")]
@@ -114,7 +119,7 @@ def test_good_days_pass_every_test_and_rebuilding_a_day_alone_changes_nothing(la
         lake.root, f"SELECT * FROM fct_features WHERE date = '{TEST_DAYS[1]}' ORDER BY ts_us"
     )
     labels_before = warehouse_table(lake.root, "SELECT * FROM fct_labels ORDER BY ts_us")
-    day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    day = _day_window(TEST_DAYS[1])
     # raises when any model or test fails
     run_dbt(lake.root, "build", day, extra_vars={**lake.extra_vars, "feature_plan": plan})
     after = warehouse_table(
@@ -173,7 +178,7 @@ def test_the_reads_of_the_published_days_open_only_the_days_they_need(lake, tmp_
     day published (a year of days made each such read ~0.1 s slower).  The shared lake has three published days;
     the first, a train day, is compiled and each query profiled on the warehouse."""
     day = TEST_DAYS[0]
-    window = BuildWindow(day, day, train_start=day, train_end=day)
+    window = _day_window(day)
     target = tmp_path / "target"
     test_name = "unique_combination_fct_features_symbol__ts_us__True__range"
     run_dbt(
@@ -206,7 +211,7 @@ def test_the_python_models_run_without_loading_pyarrow(lake, tmp_path, monkeypat
     day's JSON, shards and labels export with what the build wrote."""
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
     day = TEST_DAYS[0]
-    window = BuildWindow(day, day, train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    window = _day_window(day)
     before = json.loads((lake.root / "features" / "metrics" / f"{day}.json").read_text())
     proc = run_dbt(
         lake.root,
@@ -273,7 +278,7 @@ def test_a_feature_past_its_train_fit_bound_fails_qc_outliers_clipped(lake, tmp_
     """qc_outliers_clipped compares with the bounds as literals (so that DuckDB skips the row groups whose statistics
     lie inside them): a bound narrowed to the day's median spread fails it with every row above, and restored, it
     passes again."""
-    day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    day = _day_window(TEST_DAYS[1])
 
     def scalar(sql: str):
         return warehouse_table(lake.root, sql).column(0)[0].as_py()
@@ -317,7 +322,7 @@ def test_a_book_staged_in_the_former_layout_loses_the_columns_no_feature_reads(l
     with duckdb.connect(str(lake.root / "warehouse.duckdb")) as con:
         for column in former:
             con.execute(f"ALTER TABLE stg_book_snapshots ADD COLUMN {column} DOUBLE")
-    day = BuildWindow(TEST_DAYS[1], TEST_DAYS[1], train_start=TEST_DAYS[0], train_end=TEST_DAYS[0])
+    day = _day_window(TEST_DAYS[1])
     run_dbt(
         lake.root, "run", day, select="stg_book_snapshots", extra_vars=lake.extra_vars, target_path=tmp_path
     )

@@ -126,7 +126,8 @@
   least({{ grid_rows(seconds) }}, rn - seg_rn + 1)
 {%- endmacro %}
 
-{#- `col` of the same symbol's previous row in the sorted stream (NULL on its first row). -#}
-{% macro stream_prev(col) -%}
-  CASE WHEN lag(symbol) OVER () = symbol THEN lag({{ col }}) OVER () END
+{#- `col` of the same symbol's row `n` rows before in the sorted stream (NULL where the symbol has none). -#}
+{% macro stream_prev(col, n=1) -%}
+  {%- set offset = '' if n == 1 else ', %d' % n -%}
+  CASE WHEN lag(symbol{{ offset }}) OVER () = symbol THEN lag({{ col }}{{ offset }}) OVER () END
 {%- endmacro %}

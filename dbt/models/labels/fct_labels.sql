@@ -31,8 +31,7 @@ lagged AS (
         ts_us,
         mid,
         {%- for h in markout_horizons() %}
-        {%- set n = grid_rows(h) | int %}
-        CASE WHEN lag(symbol, {{ n }}) OVER () = symbol THEN lag(mid, {{ n }}) OVER () END AS mid_{{ h }}s{{ ',' if not loop.last }}
+        {{ stream_prev('mid', grid_rows(h) | int) }} AS mid_{{ h }}s{{ ',' if not loop.last }}
         {%- endfor %}
     FROM backwards
 )

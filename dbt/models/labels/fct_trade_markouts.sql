@@ -39,8 +39,7 @@ future_mids AS (
         symbol,
         ts_us,
         {%- for h in markout_horizons() %}
-        CASE WHEN lag(symbol, {{ grid_rows(h) }}) OVER () = symbol THEN lag(mid, {{ grid_rows(h) }}) OVER () END
-            AS mid_{{ h }}s{{ ',' if not loop.last }}
+        {{ stream_prev('mid', grid_rows(h) | int) }} AS mid_{{ h }}s{{ ',' if not loop.last }}
         {%- endfor %}
     FROM (SELECT * FROM book ORDER BY symbol, ts_us DESC)
 )

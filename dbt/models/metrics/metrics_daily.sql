@@ -11,7 +11,6 @@
 -- steps: rate and longest), crossed / locked books, books dropped by staging, trade counts and receive lags, spread
 -- percentiles, and L2/trade sync: the lag (in grid rows, -10..10) at which the signed taker volume of a row
 -- best correlates with the mid's log return, and that correlation (trades printed on time lead the mid by 0).
-{%- set NET_TAKER_QTY = 'coalesce(t.buy_qty, 0.0) - coalesce(t.sell_qty, 0.0)' %}
 WITH ordered AS (
     -- the day's books in time order, each with its signed taker volume.  The spread before the train-fit clip (as
     -- the landing QC reports it, feature_store/qc.py) and the volume come from the staged book and the trade flow,
@@ -26,7 +25,7 @@ WITH ordered AS (
         b.ask_sz_1,
         b.is_crossed,
         b.is_locked,
-        {{ NET_TAKER_QTY }} AS net_taker_qty
+        coalesce(t.buy_qty, 0.0) - coalesce(t.sell_qty, 0.0) AS net_taker_qty
     FROM {{ ref('stg_book_snapshots') }} AS b
     LEFT JOIN {{ ref('int_trade_flow') }} AS t
         ON t.symbol = b.symbol AND t.ts_us = b.ts_us AND t.ts_us >= {{ range_start_us() }}
@@ -34,7 +33,7 @@ WITH ordered AS (
     ORDER BY b.symbol, b.ts_us
 ),
 stepped AS (
-    -- streaming windows (empty OVER clauses) over the sorted rows; stream_prev() is the symbol's previous row
+    -- streaming windows (empty OVER clauses) over the sorted rows; stream_prev() is the same symbol's row k rows before
     SELECT
         symbol,
         date,
@@ -59,8 +58,8 @@ book AS (
     SELECT
         *,
         {%- for k in range(1, 11) %}
-        CASE WHEN lag(symbol, {{ k }}) OVER () = symbol THEN lag(net_taker_qty, {{ k }}) OVER () END AS net_taker_qty_p{{ k }},
-        CASE WHEN lag(symbol, {{ k }}) OVER () = symbol THEN lag(log_ret, {{ k }}) OVER () END AS log_ret_p{{ k }}{{ ',' if not loop.last }}
+        {{ stream_prev('net_taker_qty', k) }} AS net_taker_qty_p{{ k }},
+        {{ stream_prev('log_ret', k) }} AS log_ret_p{{ k }}{{ ',' if not loop.last }}
         {%- endfor %}
     FROM stepped
 ),
